@@ -1,0 +1,90 @@
+"""FrameBatch and ShotState: the data every step takes and returns.
+
+A step is any callable ``step(batch: FrameBatch, shot: ShotState) -> FrameBatch``. It sees a
+whole batch; whatever it must remember between batches of one shot lives in ``shot``, never in
+the step object or a module global, so one step instance can serve many shots at once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass
+class Face:
+    """One face in one frame, as found by detection and decided by the consent gate."""
+
+    box: tuple[float, float, float, float]  # x, y, w, h in pixels
+    landmarks: np.ndarray  # float32 [N, 2] pixel coordinates
+    track_id: int = -1
+    embedding: np.ndarray | None = None  # identity embedding, when computed
+    subject: str | None = None  # enrolled subject this face matched, if any
+    allowed_ops: dict[str, str] = field(default_factory=dict)  # operation -> grant id
+    refused_ops: dict[str, str] = field(default_factory=dict)  # operation -> reason
+
+
+@dataclass
+class FrameBatch:
+    """A run of consecutive frames of one shot.
+
+    frames: uint8 [B, H, W, 3] RGB. indices: frame numbers (file numbers for image sequences,
+    0-based for video containers). timestamps: seconds from the start of the source.
+    matte: float32 [B, H, W], 1 = subject, set by a segmentation step.
+    """
+
+    frames: np.ndarray
+    indices: np.ndarray
+    timestamps: np.ndarray
+    matte: np.ndarray | None = None
+    faces: list[list[Face]] | None = None
+    source: np.ndarray | None = None  # untouched input frames, kept once a step edits `frames`
+
+    def __post_init__(self) -> None:
+        if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[-1] != 3:
+            raise ValueError(f"frames must be uint8 [B,H,W,3], got {self.frames.dtype} {self.frames.shape}")
+        if len(self.indices) != len(self.frames) or len(self.timestamps) != len(self.frames):
+            raise ValueError("indices and timestamps must have one entry per frame")
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames."""
+        return int(self.frames.shape[2]), int(self.frames.shape[1])
+
+    @property
+    def originals(self) -> np.ndarray:
+        """The input frames as decoded, before any step changed them."""
+        return self.source if self.source is not None else self.frames
+
+
+@dataclass
+class ShotState:
+    """Everything known about one shot while it is processed.
+
+    ``steps`` holds each step's own memory between batches (previous matte, tracker, colour
+    statistics...), keyed by the step's name, so steps stay stateless objects.
+    """
+
+    width: int
+    height: int
+    fps: float
+    first_frame: int
+    last_frame: int
+    source_path: str = ""
+    project: str | None = None
+    steps: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)  # per-shot summaries for the ledger/manifest
+
+    @property
+    def frame_count(self) -> int:
+        return self.last_frame - self.first_frame + 1
+
+
+class Step(Protocol):
+    name: str
+
+    def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch: ...

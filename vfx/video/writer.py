@@ -1,0 +1,265 @@
+"""Encode FrameBatches to H.264 MP4 (audio kept) or image sequences, atomically."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vfx.errors import VfxError
+from vfx.frames import FrameBatch
+from vfx.video.probe import FrameRange, VideoInfo
+from vfx.video.sequence import SEQUENCE_EXTENSIONS, frame_path, is_sequence_pattern, write_image_rgb
+
+log = logging.getLogger(__name__)
+
+CONTAINER_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska"}
+# Audio codecs each container takes as a stream copy; anything else is re-encoded to AAC.
+COPYABLE_AUDIO = {
+    "mp4": {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"},
+    "mov": {"aac", "mp3", "ac3", "eac3", "alac", "pcm_s16le", "pcm_s24le"},
+    "matroska": None,  # takes any codec
+}
+
+
+def check_output_path(path: str) -> None:
+    """Refuse an output we could not write before any work is done."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if is_sequence_pattern(path):
+        if suffix not in SEQUENCE_EXTENSIONS:
+            raise VfxError(f"{path}: image sequences can be {', '.join(sorted(SEQUENCE_EXTENSIONS))}")
+    elif suffix not in CONTAINER_FORMATS:
+        raise VfxError(f"{path}: output must be {', '.join(CONTAINER_FORMATS)} or an image-sequence pattern like out.%04d.png")
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise VfxError(f"{path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        raise VfxError(f"{path}: directory {directory} is not writable")
+    if target.is_dir():
+        raise VfxError(f"{path}: is a directory")
+
+
+class _AtomicTarget:
+    """A temporary file (or folder, for sequences) beside the target, renamed into place on commit."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.sequence = is_sequence_pattern(path)
+        directory = Path(path).parent
+        if self.sequence:
+            self.tmp = Path(tempfile.mkdtemp(prefix=".vfx-partial-", dir=directory))
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).stem}.partial-", suffix=Path(path).suffix, dir=directory)
+            os.close(fd)
+            self.tmp = Path(tmp)
+
+    def file_for(self, number: int) -> Path:
+        return self.tmp / frame_path(Path(self.path).name, number).name
+
+    def commit(self) -> None:
+        if self.sequence:
+            for item in sorted(self.tmp.iterdir()):
+                os.replace(item, Path(self.path).parent / item.name)
+            self.tmp.rmdir()
+        else:
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.sequence:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+class _AudioTrack:
+    """Moves the source's audio for ``frame_range`` into ``output``, interleaved with the video."""
+
+    def __init__(self, source: str, output: av.container.OutputContainer, frame_range: FrameRange, info: VideoInfo):
+        self.input = av.open(source, metadata_errors="ignore")
+        self.in_stream = self.input.streams.audio[0]
+        self.start = (frame_range.first - info.first_frame) / float(info.fps)
+        self.end = (frame_range.last + 1 - info.first_frame) / float(info.fps)
+        whole = frame_range == info.full_range
+        allowed = COPYABLE_AUDIO.get(output.format.name.split(",")[0], set())
+        self.copy = whole and (allowed is None or self.in_stream.codec_context.name in allowed)
+        if self.copy:
+            self.out_stream = output.add_stream_from_template(self.in_stream)
+            self.packets = self.input.demux(self.in_stream)
+        else:
+            rate = self.in_stream.codec_context.sample_rate or 48000
+            layout = self.in_stream.codec_context.layout.name if self.in_stream.codec_context.layout else "stereo"
+            self.out_stream = output.add_stream("aac", rate=rate, layout=layout)
+            self.out_stream.bit_rate = 192_000
+            self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=1024)
+            self.frames = self.input.decode(self.in_stream)
+            self.samples_written = 0
+        self.output = output
+        self.done = False
+
+    def write_until(self, seconds: float) -> None:
+        """Mux audio up to ``seconds`` of output time (relative to the range start)."""
+        while not self.done:
+            if self.copy:
+                packet = next(self.packets, None)
+                if packet is None:
+                    self.done = True
+                    break
+                if packet.dts is None:
+                    continue
+                packet.stream = self.out_stream
+                self.output.mux(packet)
+                if packet.pts is not None and float(packet.pts * packet.time_base) >= seconds:
+                    break
+            else:
+                try:
+                    frame = next(self.frames)
+                except (StopIteration, av.FFmpegError):
+                    self._flush()
+                    break
+                self._encode_trimmed(frame)
+                if frame.time is not None and frame.time - self.start >= seconds:
+                    break
+
+    def _encode_trimmed(self, frame: av.AudioFrame) -> None:
+        if frame.time is None:
+            return
+        rate = frame.sample_rate
+        begin = max(0, int(round((self.start - frame.time) * rate)))
+        end = min(frame.samples, int(round((self.end - frame.time) * rate)))
+        if end <= begin:
+            if frame.time >= self.end:
+                self._flush()
+            return
+        if begin > 0 or end < frame.samples:
+            planes = frame.to_ndarray()
+            planes = planes[:, begin:end] if frame.format.is_planar else planes[:, begin * len(frame.layout.channels): end * len(frame.layout.channels)]
+            trimmed = av.AudioFrame.from_ndarray(np.ascontiguousarray(planes), format=frame.format.name, layout=frame.layout.name)
+            trimmed.sample_rate = rate
+            frame = trimmed
+        frame.pts = None
+        for resampled in self.resampler.resample(frame):
+            self._encode(resampled)
+
+    def _encode(self, frame: av.AudioFrame | None) -> None:
+        if frame is not None:
+            frame.pts = self.samples_written
+            frame.time_base = Fraction(1, frame.sample_rate)
+            self.samples_written += frame.samples
+        for packet in self.out_stream.encode(frame):
+            self.output.mux(packet)
+
+    def _flush(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        for resampled in self.resampler.resample(None):
+            self._encode(resampled)
+        self._encode(None)
+
+    def finish(self) -> None:
+        self.write_until(float("inf"))
+        self.input.close()
+
+
+class FrameWriter:
+    """Writes a shot to MP4/MOV/MKV (H.264 yuv420p, faststart, source audio) or an image sequence.
+
+    Nothing appears at ``path`` until ``close()`` succeeds; ``abort()`` removes the partial file.
+    """
+
+    def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange, keep_audio: bool = True,
+                 crf: int = 18, preset: str = "veryfast", with_alpha: bool = False):
+        check_output_path(path)
+        self.path = path
+        self.info = info
+        self.range = frame_range
+        self.with_alpha = with_alpha
+        self.target = _AtomicTarget(path)
+        self.frames_written = 0
+        self.container: av.container.OutputContainer | None = None
+        self.audio: _AudioTrack | None = None
+        if not self.target.sequence:
+            self._open_container(keep_audio, crf, preset)
+
+    def _open_container(self, keep_audio: bool, crf: int, preset: str) -> None:
+        fmt = CONTAINER_FORMATS[Path(self.path).suffix.lower()]
+        options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+        self.container = av.open(str(self.target.tmp), mode="w", format=fmt, options=options)
+        stream = self.container.add_stream("libx264", rate=self.info.fps)
+        stream.width = self.info.width + self.info.width % 2  # yuv420p needs even sizes
+        stream.height = self.info.height + self.info.height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), "preset": preset}
+        stream.codec_context.time_base = Fraction(1) / self.info.fps
+        self.stream = stream
+        if keep_audio and self.info.audio_codec and not self.info.is_sequence:
+            self.audio = _AudioTrack(self.info.path, self.container, self.range, self.info)
+
+    def write(self, batch: FrameBatch) -> None:
+        for i, number in enumerate(batch.indices.tolist()):
+            if self.container is None:
+                alpha = batch.matte[i] if (self.with_alpha and batch.matte is not None) else None
+                write_image_rgb(self.target.file_for(number), batch.frames[i], alpha)
+            else:
+                self._encode(batch.frames[i], number - self.range.first)
+            self.frames_written += 1
+        if self.audio is not None:
+            self.audio.write_until(self.frames_written / float(self.info.fps))
+
+    def _encode(self, rgb: np.ndarray, pts: int) -> None:
+        if rgb.shape[0] % 2 or rgb.shape[1] % 2:
+            rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = pts
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        if self.frames_written != len(self.range):
+            self.abort()
+            raise VfxError(f"{self.path}: wrote {self.frames_written} of {len(self.range)} frames; output discarded")
+        if self.container is not None:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+            if self.audio is not None:
+                self.audio.finish()
+            self.container.close()
+        self.target.commit()
+
+    def abort(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            except av.FFmpegError:
+                pass
+            self.container = None
+        if self.audio is not None:
+            self.audio.input.close()
+        self.target.abort()
+
+
+class MatteWriter:
+    """Writes the subject matte as a grayscale MP4 or a PNG/EXR sequence, atomically."""
+
+    def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange):
+        gray_info = VideoInfo(**{**info.__dict__, "audio_codec": None})
+        self.writer = FrameWriter(path, gray_info, frame_range, keep_audio=False, crf=12)
+
+    def write(self, batch: FrameBatch) -> None:
+        if batch.matte is None:
+            raise VfxError("--matte needs a subject matte, but no segmentation step ran")
+        gray = (np.clip(batch.matte, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        rgb = np.repeat(gray[..., None], 3, axis=-1)
+        self.writer.write(FrameBatch(frames=rgb, indices=batch.indices, timestamps=batch.timestamps))
+
+    def close(self) -> None:
+        self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()
