@@ -58,6 +58,9 @@ class _AtomicTarget:
             fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).stem}.partial-", suffix=Path(path).suffix, dir=directory)
             os.close(fd)
             self.tmp = Path(tmp)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the output should be like any other file
 
     def file_for(self, number: int) -> Path:
         return self.tmp / frame_path(Path(self.path).name, number).name

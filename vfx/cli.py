@@ -1,0 +1,35 @@
+"""The ``vfx`` command. Every user-facing failure is one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+
+from vfx.errors import VfxError
+
+app = typer.Typer(
+    help="vfx: mask a subject in real footage, restyle its surroundings, and make consent-gated face edits.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Sub-commands owned by other modules are mounted here, one line each.
+# (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli, serving.cli)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="vfx: %(message)s")
+    try:
+        app()
+    except VfxError as exc:
+        print(f"vfx: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("vfx: interrupted; no partial output was kept", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Pydantic schemas for configs/*.yaml. Command-line options override the file's values."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vfx.errors import VfxError
+
+
+class SegmentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    subject: list[str] = Field(default_factory=list, description="person | box:x,y,w,h@F | point:x,y@F (+ more)")
+    backend: str = "auto"  # auto | person | prompt | sam
+    feather_px: float = Field(6.0, ge=0)
+    smoothing: float = Field(0.6, gt=0, le=1, description="weight of the newest frame in the matte's moving average")
+
+
+class RestyleConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    style: str | None = None
+    style_image: str | None = None
+    backend: str = "auto"  # auto | classic | diffusion
+    stability: float = Field(6.0, gt=0, description="source change in grey levels at which restyled pixels update fully")
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    strength: float = Field(0.5, ge=0, le=1)
+    steps: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class FaceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rejuvenate: float | None = Field(None, ge=0, le=1)
+    lipsync: str | None = None
+    backend: str = "auto"
+
+
+class ConsentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    project: str | None = None
+    policy: Literal["skip", "fail"] = "skip"
+    db: str | None = None
+
+
+class OutputConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    crf: int = Field(18, ge=0, le=51)
+    preset: str = "veryfast"
+    keep_audio: bool = True
+    on_bad_frames: Literal["conceal", "fail"] = "conceal"
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    restyle: RestyleConfig = Field(default_factory=RestyleConfig)
+    face: FaceConfig = Field(default_factory=FaceConfig)
+    consent: ConsentConfig = Field(default_factory=ConsentConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    device: str = "auto"
+    batch_size: int | None = Field(None, ge=1)
+    queue_depth: int = Field(2, ge=1)
+
+
+def load_pipeline_config(path: str | Path | None) -> PipelineConfig:
+    if path is None:
+        return PipelineConfig()
+    data = _read_yaml(path)
+    try:
+        return PipelineConfig.model_validate(data or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise VfxError(f"{path}: {where}: {first['msg']}") from None
+
+
+def _read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise VfxError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise VfxError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def with_overrides(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
+    """Apply dotted overrides such as ``{"restyle.style": "oil"}``; ``None`` values are ignored."""
+    data = config.model_dump()
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise VfxError(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None

@@ -1,0 +1,1 @@
+"""Faces through a shot: detection, tracks, identity, rejuvenation, lip-sync, audio features."""

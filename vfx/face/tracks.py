@@ -1,0 +1,139 @@
+"""Faces linked into tracks across frames and batches, with One-Euro landmark smoothing.
+
+Tracking state lives in ``shot.steps["faces"]`` so one detector step serves any number of shots.
+A track is *uncertain* when it is new, re-acquired after a gap, jumps far between frames or is
+seen with low detector confidence; identity and consent are re-decided for uncertain tracks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from vfx.face.detect import DetectedFace, FaceDetector, box_iou, face_scale
+from vfx.frames import Face, FrameBatch, ShotState
+
+
+class OneEuro:
+    """One-Euro filter (Casiez et al. 2012) over an array of points, in units of the face size.
+
+    Slow motion is smoothed hard (removes detector jitter), fast motion passes with little lag.
+    """
+
+    def __init__(self, min_cutoff: float = 1.2, beta: float = 0.6, d_cutoff: float = 1.0):
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.value: np.ndarray | None = None
+        self.speed: np.ndarray | None = None
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
+        tau = 1.0 / (2 * np.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: np.ndarray, dt: float, scale: float) -> np.ndarray:
+        if self.value is None:
+            self.value, self.speed = x.copy(), np.zeros_like(x)
+            return x
+        speed = (x - self.value) / dt / max(scale, 1e-3)
+        a_d = self._alpha(self.d_cutoff, dt)
+        self.speed = a_d * speed + (1 - a_d) * self.speed
+        cutoff = self.min_cutoff + self.beta * np.linalg.norm(self.speed, axis=-1, keepdims=True)
+        a = self._alpha(cutoff, dt)
+        self.value = a * x + (1 - a) * self.value
+        return self.value.astype(np.float32)
+
+
+@dataclass
+class Track:
+    id: int
+    box: tuple[float, float, float, float]
+    last_index: int
+    first_index: int
+    filter: OneEuro = field(default_factory=OneEuro)
+    epoch: int = 0  # bumped whenever the track becomes uncertain; consumers re-decide on change
+    frames_seen: int = 0
+    low_confidence: bool = False
+
+
+@dataclass
+class TrackerConfig:
+    min_iou: float = 0.25
+    max_gap: int = 3  # frames a track may go unseen before it ends; re-acquired faces start a new track
+    jump: float = 0.6  # centre motion between frames, in eye distances, that makes a track uncertain
+    resize: float = 1.3  # box width ratio between frames that counts as a jump (a cut or a zoom)
+    low_score: float = 0.6
+
+
+class FaceTracks:
+    """Assigns track ids to each frame's detections, in frame order, across batches."""
+
+    def __init__(self, config: TrackerConfig | None = None):
+        self.config = config or TrackerConfig()
+        self.tracks: dict[int, Track] = {}  # every track of the shot, ended ones included
+        self.next_id = 0
+
+    def update(self, index: int, detections: list[DetectedFace], fps: float) -> list[Face]:
+        live = [t for t in self.tracks.values() if 0 < index - t.last_index <= self.config.max_gap]
+        pairs = self._match(live, detections)
+        faces = []
+        for d, det in enumerate(detections):
+            track = pairs.get(d)
+            if track is None:
+                track = Track(self.next_id, det.box, index, index)
+                self.tracks[track.id] = track
+                self.next_id += 1
+            faces.append(self._advance(track, det, index, fps))
+        return faces
+
+    def _match(self, live: list[Track], detections: list[DetectedFace]) -> dict[int, Track]:
+        if not live or not detections:
+            return {}
+        iou = np.array([[box_iou(t.box, d.box) for t in live] for d in detections])
+        rows, cols = linear_sum_assignment(-iou)
+        return {r: live[c] for r, c in zip(rows, cols) if iou[r, c] >= self.config.min_iou}
+
+    def _advance(self, track: Track, det: DetectedFace, index: int, fps: float) -> Face:
+        if len(det.landmarks):
+            scale = face_scale(det.landmarks)
+            moved = np.hypot(det.box[0] + det.box[2] / 2 - track.box[0] - track.box[2] / 2,
+                             det.box[1] + det.box[3] / 2 - track.box[1] - track.box[3] / 2)
+            resized = max(det.box[2], track.box[2]) / max(min(det.box[2], track.box[2]), 1.0)
+            if track.frames_seen and (moved > self.config.jump * scale or resized > self.config.resize):
+                track.filter = OneEuro()  # a jump is a new motion, not noise to smooth away
+                track.epoch += 1
+            low = det.score < self.config.low_score
+            if low and not track.low_confidence:
+                track.epoch += 1
+            track.low_confidence = low
+            dt = max(index - track.last_index, 1) / fps
+            landmarks = track.filter(det.landmarks, dt, scale)
+        else:
+            landmarks = det.landmarks
+        track.box, track.last_index = det.box, index
+        track.frames_seen += 1
+        face = Face(box=det.box, landmarks=landmarks, track_id=track.id)
+        if det.skip_reason:
+            face.refused_ops["detect"] = det.skip_reason
+        return face
+
+
+class DetectFaces:
+    """Step: fills ``batch.faces`` (tracked, smoothed) unless an earlier step already did."""
+
+    name = "faces"
+
+    def __init__(self, detector: FaceDetector | None = None):
+        self.detector = detector or FaceDetector()
+
+    def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
+        if batch.faces is not None:
+            return batch
+        tracks: FaceTracks = shot.steps.setdefault(self.name, FaceTracks())
+        detections = self.detector.detect_batch(batch.originals)
+        batch.faces = [tracks.update(int(i), dets, float(shot.fps)) for i, dets in zip(batch.indices, detections)]
+        return batch
+
+    @staticmethod
+    def tracks(shot: ShotState) -> FaceTracks:
+        return shot.steps.setdefault(DetectFaces.name, FaceTracks())

@@ -1,0 +1,62 @@
+"""Matte utilities shared by every segmenter and the compositor: temporal smoothing, feathering."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def feather(hard: np.ndarray, width: float) -> np.ndarray:
+    """Soften a binary matte outward over ``width`` pixels; inside the subject it stays exactly 1.
+
+    Feathering outward (never inward) is what keeps every subject pixel untouched.
+    """
+    hard = hard.astype(bool)
+    if width <= 0 or not hard.any():
+        return hard.astype(np.float32)
+    distance = cv2.distanceTransform((~hard).astype(np.uint8), cv2.DIST_L2, 3)
+    soft = np.clip(1.0 - distance / float(width), 0.0, 1.0)
+    soft = soft * soft * (3.0 - 2.0 * soft)  # smoothstep: no visible ring at the feather's end
+    soft[hard] = 1.0
+    return soft.astype(np.float32)
+
+
+def smooth_probability(previous: np.ndarray | None, current: np.ndarray, alpha: float) -> np.ndarray:
+    """Exponential moving average of per-pixel subject probability, so edges do not boil."""
+    if previous is None or previous.shape != current.shape:
+        return current.astype(np.float32)
+    return (alpha * current + (1.0 - alpha) * previous).astype(np.float32)
+
+
+def keep_main_regions(hard: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
+    """Drop specks smaller than ``min_fraction`` of the largest region and fill holes."""
+    hard = hard.astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(hard, connectivity=8)
+    if count <= 1:
+        return hard.astype(bool)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.zeros(count, dtype=bool)
+    keep[1:] = areas >= max(1, areas.max() * min_fraction)
+    kept = keep[labels]
+    return fill_holes(kept)
+
+
+def fill_holes(hard: np.ndarray) -> np.ndarray:
+    """Background regions that do not reach the frame border are holes in the subject."""
+    inverse = (~hard.astype(bool)).astype(np.uint8)
+    _, labels = cv2.connectedComponents(inverse, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return hard.astype(bool) | ((labels > 0) & ~np.isin(labels, border))
+
+
+def resize_matte(matte: np.ndarray, width: int, height: int) -> np.ndarray:
+    if matte.shape == (height, width):
+        return matte
+    return cv2.resize(matte.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def matte_preview(frame_rgb: np.ndarray, matte: np.ndarray, colour: tuple[int, int, int] = (255, 40, 90)) -> np.ndarray:
+    """The frame with the background dimmed and tinted, for a matte preview picture."""
+    tint = np.asarray(colour, dtype=np.float32)
+    dim = frame_rgb.astype(np.float32) * 0.35 + tint * 0.25
+    alpha = matte[..., None]
+    return (frame_rgb * alpha + dim * (1.0 - alpha)).astype(np.uint8)

@@ -1,0 +1,63 @@
+"""Subject mattes. Backends sit side by side in ``SEGMENTERS``; ``build_segmenter`` picks one."""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from vfx.config import SegmentConfig
+from vfx.errors import VfxError
+from vfx.frames import Step
+from vfx.segment.person import PersonSegmenter
+from vfx.segment.prompt import PromptSegmenter
+from vfx.segment.prompts import SubjectSpec, parse_subject
+
+log = logging.getLogger(__name__)
+
+
+def _person(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
+    return PersonSegmenter(feather_px=config.feather_px, smoothing=config.smoothing)
+
+
+def _prompt(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
+    return PromptSegmenter(spec.prompt, feather_px=config.feather_px)
+
+
+# name -> (builder, which subject kinds it serves)
+SEGMENTERS: dict[str, tuple[Callable[[SubjectSpec, SegmentConfig, str], Step], set[str]]] = {
+    "person": (_person, {"person"}),
+    "prompt": (_prompt, {"prompt"}),
+}
+# Tried in order by ``auto``: model backends register themselves ahead of the embedded ones.
+AUTO_ORDER: list[str] = ["person", "prompt"]
+# name -> function(device) -> reason it cannot run, or None when it can
+AVAILABILITY: dict[str, Callable[[str], str | None]] = {}
+
+
+def build_segmenter(config: SegmentConfig, device: str) -> Step | None:
+    spec = parse_subject(config.subject)
+    if spec.kind == "none":
+        return None
+    if config.backend == "auto":
+        for name in AUTO_ORDER:
+            builder, kinds = SEGMENTERS[name]
+            if spec.kind not in kinds:
+                continue
+            reason = AVAILABILITY.get(name, lambda _: None)(device)
+            if reason is None:
+                log.info("segmenter: %s (auto: %s subject, device %s)", name, spec.kind, device)
+                return builder(spec, config, device)
+            log.info("segmenter: not %s (%s)", name, reason)
+        raise VfxError(f"no segmentation backend can serve a {spec.kind} subject")
+    if config.backend not in SEGMENTERS:
+        raise VfxError(f"unknown segmenter {config.backend!r}; choose auto, {', '.join(SEGMENTERS)}")
+    builder, kinds = SEGMENTERS[config.backend]
+    if spec.kind not in kinds:
+        raise VfxError(f"segmenter {config.backend} cannot take a {spec.kind} subject")
+    reason = AVAILABILITY.get(config.backend, lambda _: None)(device)
+    if reason is not None:
+        raise VfxError(f"segmenter {config.backend}: {reason}")
+    return builder(spec, config, device)
+
+
+__all__ = ["SEGMENTERS", "AUTO_ORDER", "AVAILABILITY", "build_segmenter", "parse_subject", "SubjectSpec",
+           "PersonSegmenter", "PromptSegmenter"]
