@@ -1,0 +1,229 @@
+"""The consent gate: every likeness-changing step asks it, face by face, before touching a face.
+
+A face is allowed an operation only if it matches exactly one enrolled subject (distance under
+the threshold, with a margin over the runner-up) and that subject holds a grant for this project
+and operation that is valid now, signed by a trusted key, bound to the subject's current
+reference faces, and not revoked. Revocations are re-read at most every
+``revocation_interval_s`` seconds, so a grant revoked mid-job stops further edits.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import numpy as np
+from sqlalchemy import select
+
+from vfx.consent import ledger
+from vfx.consent.grants import Grant, grant_problem, row_to_grant
+from vfx.consent.home import trusted_keys
+from vfx.consent.schema import GrantRow, RevocationRow
+from vfx.consent.store import ConsentStore
+from vfx.consent.subjects import Subject, load_subjects
+from vfx.errors import VfxError
+from vfx.frames import Face
+
+Policy = Literal["skip", "fail"]
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    threshold: float = 0.55  # Euclidean distance in dlib embedding space; see vfx.face.identity
+    margin: float = 0.05  # the runner-up subject must be at least this much farther, else ambiguous
+    revocation_interval_s: float = 1.0
+
+
+@dataclass
+class GateDecision:
+    allowed: bool
+    subject: str | None
+    grant_id: str | None
+    reason: str  # "" when allowed
+    distance: float | None = None
+
+
+@dataclass
+class _Tally:
+    """Per shot: frames of each (subject, operation, grant, reason) decision, for the ledger."""
+
+    frames: dict[tuple, list[int]] = field(default_factory=dict)
+
+    def add(self, decision: GateDecision, operation: str, frame: int | None) -> None:
+        key = (decision.subject, operation, decision.grant_id, decision.reason, decision.allowed)
+        bucket = self.frames.setdefault(key, [])
+        if frame is not None and (not bucket or bucket[-1] != frame):
+            bucket.append(frame)
+
+    def summary(self) -> list[dict[str, Any]]:
+        return [
+            {"subject": subject, "operation": op, "grant_id": grant_id, "reason": reason,
+             "edited": allowed, "frames": frame_ranges(frames), "frame_count": len(set(frames))}
+            for (subject, op, grant_id, reason, allowed), frames in self.frames.items()
+        ]
+
+
+def frame_ranges(frames: list[int]) -> list[list[int]]:
+    """[3,4,5,9] -> [[3,5],[9,9]]."""
+    ranges: list[list[int]] = []
+    for number in sorted(set(frames)):
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1][1] = number
+        else:
+            ranges.append([number, number])
+    return ranges
+
+
+class ConsentGate:
+    def __init__(self, store: ConsentStore, project: str, policy: Policy, config: GateConfig,
+                 trusted: dict[str, str], clock: Callable[[], datetime] | None = None):
+        if policy not in ("skip", "fail"):
+            raise VfxError(f"consent policy {policy!r}: expected 'skip' or 'fail'")
+        self.store = store
+        self.project = project
+        self.policy: Policy = policy
+        self.config = config
+        self.trusted = trusted
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self._lock = threading.Lock()
+        self._tallies: dict[str, _Tally] = {}
+        self._revoked: set[str] = set()
+        self._refreshed_at = float("-inf")
+        self._used_grants: set[str] = set()
+        with store.session() as session:
+            self.subjects: list[Subject] = load_subjects(session)
+            rows = session.execute(select(GrantRow).where(GrantRow.project == project)).scalars().all()
+            self._grants: list[Grant] = [row_to_grant(row) for row in rows]
+            self._other_projects = {
+                subject: sorted(set(projects)) for subject, projects in _projects_by_subject(session).items()
+            }
+        self._refresh_revocations(force=True)
+
+    # -- matching ---------------------------------------------------------------------------
+    def match(self, embedding: np.ndarray) -> tuple[Subject | None, float | None, str]:
+        if not self.subjects:
+            return None, None, "no subjects are enrolled"
+        query = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        distances = sorted(
+            (float(np.linalg.norm(subject.embeddings - query, axis=1).min()), subject.name, subject)
+            for subject in self.subjects
+        )
+        best, name, subject = distances[0]
+        if best > self.config.threshold:
+            return None, best, f"no enrolled subject matches (best {best:.2f} > {self.config.threshold:.2f})"
+        if len(distances) > 1 and distances[1][0] - best < self.config.margin:
+            other, other_name = distances[1][0], distances[1][1]
+            return None, best, f"ambiguous match ({name} {best:.2f}, {other_name} {other:.2f})"
+        return subject, best, ""
+
+    # -- grants -----------------------------------------------------------------------------
+    def _refresh_revocations(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._refreshed_at < self.config.revocation_interval_s:
+            return
+        ids = [grant.grant_id for grant in self._grants]
+        if ids:
+            with self.store.session() as session:
+                query = select(RevocationRow.grant_id).where(RevocationRow.grant_id.in_(ids))
+                self._revoked = set(session.execute(query).scalars())
+        self._refreshed_at = now
+
+    def _grant_decision(self, subject: Subject, operation: str, distance: float) -> GateDecision:
+        mine = [g for g in self._grants if g.subject == subject.name]
+        if not mine:
+            elsewhere = [p for p in self._other_projects.get(subject.name, []) if p != self.project]
+            hint = f" (has grants only in {', '.join(elsewhere)})" if elsewhere else ""
+            return GateDecision(False, subject.name, None, f"no grant for {subject.name!r} in project {self.project!r}{hint}", distance)
+        for_op = [g for g in mine if operation in g.operations]
+        if not for_op:
+            return GateDecision(False, subject.name, None,
+                                f"no grant for operation {operation!r} in project {self.project!r}", distance)
+        now = self.clock()
+        problems: list[tuple[str, str]] = []
+        for grant in sorted(for_op, key=lambda g: g.document["valid_until"], reverse=True):
+            problem = grant_problem(grant, self.trusted, subject.digest, now)
+            if not problem and grant.grant_id in self._revoked:
+                problem = f"grant {grant.grant_id} revoked"
+            if not problem:
+                return GateDecision(True, subject.name, grant.grant_id, "", distance)
+            problems.append((grant.grant_id, problem))
+        return GateDecision(False, subject.name, None, "; ".join(p for _, p in problems), distance)
+
+    # -- the contract ------------------------------------------------------------------------
+    def check(self, embedding: np.ndarray | None, operation: str, frame: int | None = None,
+              shot: str = "") -> GateDecision:
+        """May this face be changed by ``operation``? With policy 'fail', a refusal raises VfxError."""
+        with self._lock:
+            self._refresh_revocations()
+            if embedding is None:
+                decision = GateDecision(False, None, None, "face has no identity embedding")
+            else:
+                subject, distance, reason = self.match(embedding)
+                decision = (GateDecision(False, None, None, reason, distance) if subject is None
+                            else self._grant_decision(subject, operation, distance))
+            self._tallies.setdefault(shot, _Tally()).add(decision, operation, frame)
+            if decision.grant_id:
+                self._used_grants.add(decision.grant_id)
+        if not decision.allowed and self.policy == "fail":
+            self._append("gate.refused", {"project": self.project, "operation": operation, "shot": shot,
+                                          "frame": frame, "subject": decision.subject, "reason": decision.reason})
+            raise VfxError(f"consent refused ({operation}, frame {frame}): {decision.reason}; policy 'fail' stops the job")
+        return decision
+
+    def apply(self, faces: list[Face], operation: str, frame: int | None = None, shot: str = "") -> list[Face]:
+        """Fill each face's subject and allowed_ops/refused_ops for ``operation``."""
+        for face in faces:
+            decision = self.check(face.embedding, operation, frame=frame, shot=shot)
+            if decision.subject is not None:
+                face.subject = decision.subject
+            if decision.allowed:
+                face.allowed_ops[operation] = decision.grant_id
+                face.refused_ops.pop(operation, None)
+            else:
+                face.refused_ops[operation] = decision.reason
+                face.allowed_ops.pop(operation, None)
+        return faces
+
+    def record_shot(self, summary: dict[str, Any]) -> None:
+        """Append the per-shot gate summary (with every decision's frame ranges) to the ledger."""
+        shot = str(summary.get("shot", ""))
+        with self._lock:
+            tally = self._tallies.pop(shot, _Tally())
+        payload = {"project": self.project, "policy": self.policy, **summary, "decisions": tally.summary()}
+        self._append("gate.shot", payload)
+
+    def record_job(self, event: Literal["started", "finished", "failed"], details: dict[str, Any]) -> str:
+        """Append a job start/finish to the ledger; returns the new ledger head hash."""
+        return self._append(f"job.{event}", {"project": self.project, **details}).hash
+
+    def grant_ids_used(self) -> list[str]:
+        with self._lock:
+            return sorted(self._used_grants)
+
+    def ledger_head(self) -> str | None:
+        with self.store.session() as session:
+            return ledger.head_hash(session)
+
+    def _append(self, kind: str, payload: dict[str, Any]) -> ledger.LedgerEntry:
+        with self.store.session() as session:
+            return ledger.append(session, kind, payload)
+
+
+def _projects_by_subject(session) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for subject, project in session.execute(select(GrantRow.subject, GrantRow.project)):
+        result.setdefault(subject, []).append(project)
+    return result
+
+
+def open_gate(db_url: str | None, project: str, policy: str = "skip", config: GateConfig | None = None,
+              trusted: dict[str, str] | None = None, clock: Callable[[], datetime] | None = None) -> ConsentGate:
+    """A gate for one job: ``db_url`` None means VFX_CONSENT_DB or VFX_HOME/consent.db; trusted keys
+    default to VFX_HOME/trusted_keys/*.pub."""
+    if not project:
+        raise VfxError("consent-gated steps need a project name (--project)")
+    store = ConsentStore(db_url)
+    return ConsentGate(store, project, policy, config or GateConfig(), trusted_keys() if trusted is None else trusted, clock)
