@@ -17,6 +17,7 @@ app = typer.Typer(
 
 # Sub-commands owned by other modules are mounted here, one line each.
 # (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli, serving.cli)
+app.add_typer(__import__("vfx.consent.cli", fromlist=["app"]).app, name="consent")
 
 
 def main() -> None:
