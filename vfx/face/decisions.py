@@ -131,9 +131,10 @@ def _appears(batch: FrameBatch, track_id: int) -> bool:
 
 
 def identity_box(face: Face) -> tuple[float, float, float, float]:
-    """dlib's encoder was trained on boxes from the brows to the chin; the mesh box starts at the hairline."""
+    """dlib's encoder expects its detector's square boxes, brows to chin; the mesh box starts at the hairline."""
     x, y, w, h = face.box
-    return (x, y + 0.18 * h, w, 0.82 * h)
+    side = max(w, 0.89 * h)
+    return (x + w / 2 - side / 2, y + 0.11 * h, side, side)
 
 
 def frame_ranges(frames: list[int]) -> list[list[int]]:

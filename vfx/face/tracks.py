@@ -1,8 +1,9 @@
 """Faces linked into tracks across frames and batches, with One-Euro landmark smoothing.
 
 Tracking state lives in ``shot.steps["faces"]`` so one detector step serves any number of shots.
-A track is *uncertain* when it is new, re-acquired after a gap, jumps far between frames or is
-seen with low detector confidence; identity and consent are re-decided for uncertain tracks.
+A face re-acquired after a gap, or jumping far between frames (a cut), starts a new track; a track
+seen with low detector confidence becomes uncertain (its ``epoch`` changes). Identity and consent
+are decided for every new track and re-decided whenever its epoch changes.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class Track:
 class TrackerConfig:
     min_iou: float = 0.25
     max_gap: int = 3  # frames a track may go unseen before it ends; re-acquired faces start a new track
-    jump: float = 0.6  # centre motion between frames, in eye distances, that makes a track uncertain
+    jump: float = 0.6  # centre motion between frames, in eye distances, that ends a track
     resize: float = 1.3  # box width ratio between frames that counts as a jump (a cut or a zoom)
     low_score: float = 0.6
 
@@ -89,25 +90,26 @@ class FaceTracks:
     def _match(self, live: list[Track], detections: list[DetectedFace]) -> dict[int, Track]:
         if not live or not detections:
             return {}
-        iou = np.array([[box_iou(t.box, d.box) for t in live] for d in detections])
+        iou = np.array([[box_iou(t.box, d.box) if not self._jumped(t, d) else 0.0 for t in live] for d in detections])
         rows, cols = linear_sum_assignment(-iou)
         return {r: live[c] for r, c in zip(rows, cols) if iou[r, c] >= self.config.min_iou}
 
+    def _jumped(self, track: Track, det: DetectedFace) -> bool:
+        """A big move or size change between frames is a cut or a different face: start a new track."""
+        scale = face_scale(det.landmarks) if len(det.landmarks) else det.box[2] / 2
+        moved = np.hypot(det.box[0] + det.box[2] / 2 - track.box[0] - track.box[2] / 2,
+                         det.box[1] + det.box[3] / 2 - track.box[1] - track.box[3] / 2)
+        resized = max(det.box[2], track.box[2]) / max(min(det.box[2], track.box[2]), 1.0)
+        return moved > self.config.jump * scale or resized > self.config.resize
+
     def _advance(self, track: Track, det: DetectedFace, index: int, fps: float) -> Face:
         if len(det.landmarks):
-            scale = face_scale(det.landmarks)
-            moved = np.hypot(det.box[0] + det.box[2] / 2 - track.box[0] - track.box[2] / 2,
-                             det.box[1] + det.box[3] / 2 - track.box[1] - track.box[3] / 2)
-            resized = max(det.box[2], track.box[2]) / max(min(det.box[2], track.box[2]), 1.0)
-            if track.frames_seen and (moved > self.config.jump * scale or resized > self.config.resize):
-                track.filter = OneEuro()  # a jump is a new motion, not noise to smooth away
-                track.epoch += 1
             low = det.score < self.config.low_score
             if low and not track.low_confidence:
                 track.epoch += 1
             track.low_confidence = low
             dt = max(index - track.last_index, 1) / fps
-            landmarks = track.filter(det.landmarks, dt, scale)
+            landmarks = track.filter(det.landmarks, dt, face_scale(det.landmarks))
         else:
             landmarks = det.landmarks
         track.box, track.last_index = det.box, index
