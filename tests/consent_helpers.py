@@ -1,0 +1,46 @@
+"""Real-footage fixtures shared by the consent tests: Megamind.avi's two characters."""
+from __future__ import annotations
+
+import functools
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from vfx.face.identity import detect_faces, embed_faces
+from vfx.video import FrameReader, probe
+from vfx.video.probe import FrameRange
+
+MEGAMIND = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "Megamind.avi"
+ENROL_FRAMES = (30, 55, 5)  # first, last, step: frames where the big-headed character is largest
+TEST_FRAME = 80  # both characters in view, neither used for enrolment
+
+
+@functools.lru_cache(maxsize=None)
+def frame(number: int) -> np.ndarray:
+    reader = FrameReader(probe(str(MEGAMIND)), FrameRange(number, number))
+    (_, image), = list(reader.frames())
+    return image
+
+
+@functools.lru_cache(maxsize=1)
+def enrolled_embeddings() -> np.ndarray:
+    first, last, step = ENROL_FRAMES
+    rows = []
+    for number in range(first, last + 1, step):
+        image = frame(number)
+        rows.append(embed_faces(image, detect_faces(image)[:1])[0])
+    return np.stack(rows)
+
+
+@functools.lru_cache(maxsize=1)
+def faces_of_test_frame() -> tuple[list[tuple[float, float, float, float]], np.ndarray]:
+    """Boxes (largest first: the enrolled character, then the other one) and embeddings in TEST_FRAME."""
+    image = frame(TEST_FRAME)
+    boxes = detect_faces(image)
+    assert len(boxes) == 2, boxes
+    return boxes, embed_faces(image, boxes)
+
+
+def days(n: float) -> datetime:
+    return datetime.now(timezone.utc) + timedelta(days=n)
