@@ -46,39 +46,43 @@ class TrackConsent:
         self.records: dict[int, TrackRecord] = {}
         self.summarised = False
 
-    def decide(self, gate: Any, batch: FrameBatch, tracks: FaceTracks) -> None:
+    def decide(self, gate: Any, batch: FrameBatch, tracks: FaceTracks, shot: ShotState) -> None:
         """Fill ``allowed_ops``/``refused_ops`` of every face in ``batch`` for this operation."""
         assert batch.faces is not None
-        fresh = self._decide_uncertain(gate, batch, tracks)
+        key = shot_key(shot)
+        fresh = self._decide_uncertain(gate, batch, tracks, key)
         for track_id, decision in self.decisions.items():
-            if track_id not in fresh and _appears(batch, track_id):
-                self._recheck(gate, track_id, decision)
+            first = _first_frame(batch, track_id)
+            if track_id not in fresh and first is not None:
+                self._recheck(gate, decision, first, key)
         for index, faces in zip(batch.indices.tolist(), batch.faces):
             for face in faces:
                 self._apply(face, index)
 
-    def _decide_uncertain(self, gate: Any, batch: FrameBatch, tracks: FaceTracks) -> set[int]:
+    def _decide_uncertain(self, gate: Any, batch: FrameBatch, tracks: FaceTracks, key: str) -> set[int]:
         from vfx.face.identity import embed_faces
 
         samples: dict[int, list[np.ndarray]] = {}
+        first: dict[int, int] = {}
         for i, faces in enumerate(batch.faces):
             for face in faces:
                 known = self.decisions.get(face.track_id)
                 epoch = tracks.tracks[face.track_id].epoch
                 if "detect" in face.refused_ops or (known is not None and known.epoch == epoch):
                     continue
+                first.setdefault(face.track_id, int(batch.indices[i]))
                 taken = samples.setdefault(face.track_id, [])
                 if len(taken) < EMBED_FRAMES:
                     taken.append(embed_faces(batch.originals[i], [identity_box(face)])[0])
         for track_id, embeddings in samples.items():
             mean = np.mean(embeddings, axis=0).astype(np.float32)
-            verdict = gate.check(mean, self.operation)
+            verdict = gate.check(mean, self.operation, frame=first[track_id], shot=key)
             self.decisions[track_id] = TrackDecision(
                 tracks.tracks[track_id].epoch, mean, bool(verdict.allowed), verdict.subject, verdict.grant_id, verdict.reason)
         return set(samples)
 
-    def _recheck(self, gate: Any, track_id: int, decision: TrackDecision) -> None:
-        verdict = gate.check(decision.embedding, self.operation)
+    def _recheck(self, gate: Any, decision: TrackDecision, frame: int, key: str) -> None:
+        verdict = gate.check(decision.embedding, self.operation, frame=frame, shot=key)
         decision.allowed, decision.grant_id, decision.reason = bool(verdict.allowed), verdict.grant_id, verdict.reason
         decision.subject = verdict.subject or decision.subject
 
@@ -118,7 +122,7 @@ class TrackConsent:
             agg["grant_ids"] |= rec.grant_ids
             agg["reasons"] |= set(reasons)
         return {
-            "step": step, "operation": self.operation, "source": shot.source_path, "project": shot.project,
+            "shot": shot_key(shot), "step": step, "operation": self.operation, "source": shot.source_path, "project": shot.project,
             "frames": [shot.first_frame, shot.last_frame], "tracks": tracks,
             "subjects": {s: {"edited": frame_ranges(a["edited"]), "refused": frame_ranges(a["refused"]),
                              "grant_ids": sorted(a["grant_ids"]), "reasons": sorted(a["reasons"])}
@@ -126,8 +130,16 @@ class TrackConsent:
         }
 
 
-def _appears(batch: FrameBatch, track_id: int) -> bool:
-    return any(face.track_id == track_id for faces in batch.faces for face in faces)
+def _first_frame(batch: FrameBatch, track_id: int) -> int | None:
+    for index, faces in zip(batch.indices.tolist(), batch.faces):
+        if any(face.track_id == track_id for face in faces):
+            return index
+    return None
+
+
+def shot_key(shot: ShotState) -> str:
+    """How the gate's per-shot tally and the ledger name this shot."""
+    return f"{shot.source_path}#{shot.first_frame}-{shot.last_frame}"
 
 
 def identity_box(face: Face) -> tuple[float, float, float, float]:

@@ -173,7 +173,7 @@ class Rejuvenate:
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         self.faces(batch, shot)
         consent = shot.steps.setdefault(f"{self.operation}.consent", TrackConsent(self.operation))
-        consent.decide(self.gate, batch, DetectFaces.tracks(shot))
+        consent.decide(self.gate, batch, DetectFaces.tracks(shot), shot)
         if self.strength == 0.0:
             return batch
         return edit_granted_faces(self.name, self.operation, batch,

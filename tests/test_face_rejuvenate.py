@@ -1,0 +1,99 @@
+"""Rejuvenation on real footage through the real consent gate: Roxanne granted, Hal not."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from face_helpers import ARTIFACTS, HAL_FRAMES, ROXANNE_FRAMES, SHOT, granted, make_consent, run_step
+from vfx.consent.schema import LedgerRow
+from vfx.errors import VfxError
+from vfx.face.contact import contact_sheet, face_crop
+from vfx.face.detect import EYES_AND_MOUTH, FaceDetector
+from vfx.face.rejuvenate import Rejuvenate, skin_mask
+
+OP = "rejuvenate"
+
+
+@pytest.fixture(scope="module")
+def consent(tmp_path_factory):
+    return make_consent(tmp_path_factory.mktemp("consent"), (OP,))
+
+
+@pytest.fixture(scope="module")
+def result(consent):
+    return run_step(Rejuvenate(consent.gate(), 1.0))
+
+
+def _laplacian(image: np.ndarray) -> np.ndarray:
+    return cv2.Laplacian(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32), cv2.CV_32F)
+
+
+def test_granted_face_edited_and_ungranted_identical(result):
+    src, out, faces, summary = result
+    edited = [i for i, f in enumerate(faces) if granted(f, OP)]
+    numbers = {SHOT.first + i for i in edited}
+    assert numbers <= set(ROXANNE_FRAMES) and len(numbers) >= 0.8 * len(ROXANNE_FRAMES)
+    for i, number in enumerate(range(SHOT.first, SHOT.last + 1)):
+        if number in HAL_FRAMES:
+            assert faces[i] and all(OP in f.refused_ops for f in faces[i])
+            assert np.array_equal(out[i], src[i]), f"Hal's frame {number} changed"
+        if i not in edited:
+            assert np.array_equal(out[i], src[i])
+    subjects = summary["subjects"]
+    assert subjects["roxanne"]["grant_ids"] and subjects["roxanne"]["edited"]
+    assert subjects["hal"]["edited"] == [] and subjects["hal"]["refused"] == [[HAL_FRAMES[0], HAL_FRAMES[-1]]]
+
+
+def test_fine_detail_drops_and_features_keep_shape(result):
+    src, out, faces, _ = result
+    detector = FaceDetector()
+    before = after = 0.0
+    moved = []
+    sheet = []
+    edited = [i for i, f in enumerate(faces) if granted(f, OP)]
+    for k, i in enumerate(edited):
+        face = granted(faces[i], OP)
+        mask = skin_mask(src.shape[1:3], face.landmarks) > 0.5
+        before += float(np.mean(_laplacian(src[i])[mask] ** 2))
+        after += float(np.mean(_laplacian(out[i])[mask] ** 2))
+        if k % 6 == 0:
+            a = detector.detect(src[i])[0].landmarks[EYES_AND_MOUTH]
+            b = detector.detect(out[i])[0].landmarks[EYES_AND_MOUTH]
+            moved.append(float(np.linalg.norm(a - b, axis=1).mean()))
+        if k % 12 == 0:
+            sheet.append((face_crop(src[i], face.box), face_crop(out[i], face.box), f"frame {SHOT.first + i}: before | after"))
+    drop = 1.0 - after / before
+    path = contact_sheet(sheet, ARTIFACTS / "rejuvenate_contact_sheet.png")
+    print(f"\nlaplacian energy drop {drop:.1%}, eye/mouth landmark shift {np.mean(moved):.2f} px, sheet {path}")
+    assert drop >= 0.30
+    assert np.mean(moved) < 2.0
+
+
+def test_temporal_jitter_not_worse(result):
+    src, out, faces, _ = result
+    edited = [i for i, f in enumerate(faces) if granted(f, OP)]
+    pairs = [(i, i + 1) for i in edited if i + 1 in edited]
+    jitter_src = jitter_out = 0.0
+    for i, j in pairs:
+        mask = skin_mask(src.shape[1:3], granted(faces[i], OP).landmarks) > 0.5
+        jitter_src += float(np.abs(src[j].astype(np.int16) - src[i])[mask].mean())
+        jitter_out += float(np.abs(out[j].astype(np.int16) - out[i])[mask].mean())
+    print(f"\nframe-to-frame change in the edited region: source {jitter_src / len(pairs):.2f}, output {jitter_out / len(pairs):.2f}")
+    assert jitter_out <= jitter_src
+
+
+def test_shot_summary_in_ledger(consent, result):
+    with consent.store.session() as session:
+        rows = session.execute(select(LedgerRow).where(LedgerRow.kind == "gate.shot")).scalars().all()
+    payloads = [json.loads(r.payload) for r in rows]
+    mine = [p for p in payloads if p.get("operation") == OP]
+    assert mine and mine[-1]["subjects"]["roxanne"]["grant_ids"] == [consent.grant_id]
+
+
+def test_strength_out_of_range(consent):
+    with pytest.raises(VfxError):
+        Rejuvenate(consent.gate(), 1.5)
