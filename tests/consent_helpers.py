@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vfx.face.identity import detect_faces, embed_faces
+from vfx.frames import Face
 from vfx.video import FrameReader, probe
 from vfx.video.probe import FrameRange
 
@@ -44,3 +45,9 @@ def faces_of_test_frame() -> tuple[list[tuple[float, float, float, float]], np.n
 
 def days(n: float) -> datetime:
     return datetime.now(timezone.utc) + timedelta(days=n)
+
+
+def faces_in_test_frame() -> list[Face]:
+    boxes, embeddings = faces_of_test_frame()
+    return [Face(box=box, landmarks=np.zeros((0, 2), np.float32), track_id=i, embedding=embeddings[i])
+            for i, box in enumerate(boxes)]

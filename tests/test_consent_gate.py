@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from consent_helpers import TEST_FRAME, days, enrolled_embeddings, frame, faces_of_test_frame
+from consent_helpers import TEST_FRAME, days, enrolled_embeddings, faces_in_test_frame, faces_of_test_frame, frame
 from vfx.consent.gate import ConsentGate, GateConfig, open_gate
 from vfx.consent.grants import issue_grant, revoke_grant
 from vfx.consent.keys import generate_key, key_id, load_private_key, public_key_text
@@ -17,7 +17,6 @@ from vfx.consent.store import ConsentStore
 from vfx.consent.subjects import enroll
 from vfx.consent.verify import verify_store
 from vfx.errors import VfxError
-from vfx.frames import Face
 
 PROJECT = "doc-1"
 
@@ -47,12 +46,6 @@ class Setup:
 @pytest.fixture()
 def setup(tmp_path: Path) -> Setup:
     return Setup(tmp_path)
-
-
-def faces_in_test_frame() -> list[Face]:
-    boxes, embeddings = faces_of_test_frame()
-    return [Face(box=box, landmarks=np.zeros((0, 2), np.float32), track_id=i, embedding=embeddings[i])
-            for i, box in enumerate(boxes)]
 
 
 def invert_allowed_faces(image: np.ndarray, faces: list[Face], operation: str) -> np.ndarray:

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL 15 for the consent tests.
+#   eval "$(.ci/postgres.sh start)"   installs Debian's postgresql if missing, inits .ci-pg/ in the
+#                                     repo, starts it on 127.0.0.1:${VFX_PG_PORT:-54329} and prints
+#                                     `export VFX_TEST_PG_URL=postgresql://vfx@127.0.0.1:PORT/vfx`
+#   .ci/postgres.sh stop              stops it (the data folder stays; `rm -rf .ci-pg` to reset)
+# PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+DATA="$ROOT/.ci-pg/data"
+PORT="${VFX_PG_PORT:-54329}"
+
+bin_dir() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+    if [ -z "$dir" ] || [ ! -x "$dir/postgres" ]; then
+        echo "postgres.sh: installing postgresql (apt)" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq >&2 && apt-get install -y -qq postgresql >&2
+        dir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+    fi
+    echo "$dir"
+}
+
+as_owner() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start() {
+    local bin; bin=$(bin_dir)
+    mkdir -p "$ROOT/.ci-pg"
+    if [ "$(id -u)" = 0 ]; then
+        id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
+        chown postgres "$ROOT/.ci-pg"
+    fi
+    if [ ! -f "$DATA/PG_VERSION" ]; then
+        as_owner "$bin/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 >"$ROOT/.ci-pg/initdb.log" 2>&1 \
+            || { cat "$ROOT/.ci-pg/initdb.log" >&2; exit 1; }
+    fi
+    if ! as_owner "$bin/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
+        as_owner "$bin/pg_ctl" -D "$DATA" -l "$ROOT/.ci-pg/server.log" -w -t 60 \
+            -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$ROOT/.ci-pg -c max_connections=100 -c fsync=off" \
+            start >&2 || { tail -n 20 "$ROOT/.ci-pg/server.log" >&2; exit 1; }
+    fi
+    local psql=("$bin/psql" -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
+    "${psql[@]}" -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname='vfx'" | grep -q 1 \
+        || "${psql[@]}" -d postgres -c "CREATE ROLE vfx LOGIN SUPERUSER" >&2
+    "${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname='vfx'" | grep -q 1 \
+        || "${psql[@]}" -d postgres -c "CREATE DATABASE vfx OWNER vfx" >&2
+    echo "export VFX_TEST_PG_URL=postgresql://vfx@127.0.0.1:$PORT/vfx"
+}
+
+stop() {
+    local bin; bin=$(bin_dir)
+    [ -f "$DATA/PG_VERSION" ] && as_owner "$bin/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true
+}
+
+case "${1:-start}" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
