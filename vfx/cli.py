@@ -15,9 +15,11 @@ app = typer.Typer(
     add_completion=False,
 )
 
+__import__("vfx.cli_run", fromlist=["register"]).register(app)
 # Sub-commands owned by other modules are mounted here, one line each.
 # (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli, serving.cli)
 app.add_typer(__import__("vfx.consent.cli", fromlist=["app"]).app, name="consent")
+app.add_typer(__import__("vfx.provenance.cli", fromlist=["app"]).app, name="provenance")
 
 
 def main() -> None:

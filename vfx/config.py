@@ -16,6 +16,9 @@ class SegmentConfig(BaseModel):
     backend: str = "auto"  # auto | person | prompt | sam
     feather_px: float = Field(6.0, ge=0)
     smoothing: float = Field(0.6, gt=0, le=1, description="weight of the newest frame in the matte's moving average")
+    person_tile_px: int = Field(256, ge=0, description="tile size for finding distant people (0: whole frame only)")
+    model: str | None = Field(None, description="SAM model from the store (configs/models.yaml); default: the first present")
+    allow_noncommercial: bool = Field(False, description="let auto pick models whose licence forbids commercial use")
 
 
 class RestyleConfig(BaseModel):
@@ -29,6 +32,12 @@ class RestyleConfig(BaseModel):
     strength: float = Field(0.5, ge=0, le=1)
     steps: int = Field(2, ge=1)
     seed: int = 0
+    model: str | None = Field(None, description="diffusion model from the store; default: the first present")
+    guidance_scale: float | None = Field(None, ge=0, description="classifier-free guidance; default: the model's")
+    controlnet: str | None = Field(None, description="ControlNet model from the store, e.g. controlnet_canny_sd15")
+    controlnet_scale: float = Field(0.8, ge=0)
+    max_side: int = Field(768, ge=64, description="longest side the diffusion model works at; output is resized back")
+    allow_noncommercial: bool = Field(False, description="let auto pick models whose licence forbids commercial use")
 
 
 class FaceConfig(BaseModel):

@@ -85,7 +85,8 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
         on_start(len(frame_range))
     reader = FrameReader(info, frame_range, strict=strict)
     sinks: list[Sink] = [FrameWriter(spec.output, info, frame_range, keep_audio=config.output.keep_audio,
-                                     crf=config.output.crf, preset=config.output.preset)]
+                                     crf=config.output.crf, preset=config.output.preset,
+                                     with_alpha=spec.output.lower().endswith(".exr"))]
     try:
         if spec.matte:
             sinks.append(MatteWriter(spec.matte, info, frame_range))

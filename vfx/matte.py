@@ -60,3 +60,13 @@ def matte_preview(frame_rgb: np.ndarray, matte: np.ndarray, colour: tuple[int, i
     dim = frame_rgb.astype(np.float32) * 0.35 + tint * 0.25
     alpha = matte[..., None]
     return (frame_rgb * alpha + dim * (1.0 - alpha)).astype(np.uint8)
+
+
+def thumbnail_grey(frame_rgb: np.ndarray) -> np.ndarray:
+    """A tiny grey copy of a frame, enough to tell a cut from motion."""
+    return cv2.cvtColor(cv2.resize(frame_rgb, (96, 72), interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY).astype(np.float32)
+
+
+def is_cut(previous_thumb: np.ndarray | None, thumb: np.ndarray, threshold: float = 30.0) -> bool:
+    """A hard cut: the mean grey change over the whole picture is far beyond any camera move."""
+    return previous_thumb is not None and float(np.abs(thumb - previous_thumb).mean()) > threshold

@@ -15,22 +15,47 @@ log = logging.getLogger(__name__)
 
 
 def _person(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
-    return PersonSegmenter(feather_px=config.feather_px, smoothing=config.smoothing)
+    return PersonSegmenter(feather_px=config.feather_px, smoothing=config.smoothing, tile_px=config.person_tile_px)
 
 
 def _prompt(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
     return PromptSegmenter(spec.prompt, feather_px=config.feather_px)
 
 
+def _sam(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
+    from vfx.models import ModelStore, choose_model
+    from vfx.segment.sam import SamSegmenter, load_sam
+
+    store = ModelStore()
+    name, why = choose_model(store, "sam", config.model, config.allow_noncommercial)
+    if name is None:
+        raise VfxError(f"segmenter sam: {why}")
+    log.info("segmenter sam: %s, device %s", why, device)
+    return SamSegmenter(spec.prompt, load_sam(store, name, device), device, name, feather_px=config.feather_px)
+
+
+def _sam_available(device: str) -> str | None:
+    from vfx.models import ModelStore, choose_model
+
+    try:
+        name, why = choose_model(ModelStore(), "sam", None, False)
+    except VfxError as exc:
+        return str(exc)
+    return None if name else why
+
+
 # name -> (builder, which subject kinds it serves)
 SEGMENTERS: dict[str, tuple[Callable[[SubjectSpec, SegmentConfig, str], Step], set[str]]] = {
     "person": (_person, {"person"}),
     "prompt": (_prompt, {"prompt"}),
+    "sam": (_sam, {"prompt"}),
 }
 # Tried in order by ``auto``: model backends register themselves ahead of the embedded ones.
-AUTO_ORDER: list[str] = ["person", "prompt"]
+AUTO_ORDER: list[str] = ["sam", "person", "prompt"]
 # name -> function(device) -> reason it cannot run, or None when it can
-AVAILABILITY: dict[str, Callable[[str], str | None]] = {}
+AVAILABILITY: dict[str, Callable[[str], str | None]] = {"sam": _sam_available}
+# Backends ``auto`` only picks on a GPU; chosen by name they also run on the CPU.
+NEEDS_GPU: set[str] = {"sam"}
 
 
 def build_segmenter(config: SegmentConfig, device: str) -> Step | None:
@@ -43,6 +68,8 @@ def build_segmenter(config: SegmentConfig, device: str) -> Step | None:
             if spec.kind not in kinds:
                 continue
             reason = AVAILABILITY.get(name, lambda _: None)(device)
+            if reason is None and name in NEEDS_GPU and not device.startswith("cuda"):
+                reason = f"no GPU (device {device}); --segmenter {name} runs it on the CPU anyway"
             if reason is None:
                 log.info("segmenter: %s (auto: %s subject, device %s)", name, spec.kind, device)
                 return builder(spec, config, device)

@@ -7,6 +7,7 @@ a temporary file, which keeps memory flat however long the shot is.
 """
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -18,9 +19,11 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, ShotState
-from vfx.matte import feather, fill_holes, resize_matte
+from vfx.matte import feather, fill_holes, is_cut, resize_matte, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.prompts import SubjectPrompt
+
+log = logging.getLogger(__name__)
 
 FrameSource = Callable[[int, int], Iterator[tuple[int, np.ndarray]]]  # (first, last) -> (number, rgb)
 
@@ -33,6 +36,8 @@ class TrackState:
     scale: float
     previous_gray: np.ndarray | None = None
     previous_mask: np.ndarray | None = None
+    previous_thumb: np.ndarray | None = None
+    lost_at: int | None = None  # frame of a shot cut after which the subject is no longer tracked
     backward_file: Path | None = None
     backward_first: int = 0
     work_shape: tuple[int, int] = (0, 0)
@@ -88,12 +93,18 @@ class PromptSegmenter:
         mask = self._key_mask(key_rgb, scale)
         masks = [mask]
         later_gray = cv2.cvtColor(key_rgb, cv2.COLOR_RGB2GRAY)
+        later_thumb = thumbnail_grey(key_rgb)
         for i in range(count - 2, -1, -1):
             rgb = frame_at(i)
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-            mask = self._propagate(mask, self._flow(gray, later_gray), rgb)
+            thumb = thumbnail_grey(rgb)
+            if mask.any() and is_cut(later_thumb, thumb):
+                log.warning("subject not tracked before frame %d: shot cut", shot.first_frame + i + 1)
+                mask = np.zeros_like(mask)
+            elif mask.any():
+                mask = self._propagate(mask, self._flow(gray, later_gray), rgb)
             masks.append(mask)
-            later_gray = gray
+            later_gray, later_thumb = gray, thumb
         with open(state.backward_file, "wb") as f:
             for mask in reversed(masks):
                 f.write(mask.astype(np.uint8).tobytes())
@@ -115,16 +126,24 @@ class PromptSegmenter:
             lambda i: self._flow(grays[i], earlier[i]) if numbers[i] > state.key_frame and earlier[i] is not None else None,
             list(range(len(batch))),
         )
+        thumbs = map_frames(thumbnail_grey, smalls)
         masks = []
         for i, number in enumerate(numbers):
             if number < state.key_frame:
                 mask = state.backward_mask(number)
             elif number == state.key_frame:
                 mask = self._key_mask(smalls[i], state.scale)
+            elif state.lost_at is None and is_cut(state.previous_thumb, thumbs[i]):
+                state.lost_at = number
+                log.warning("subject not tracked from frame %d on: shot cut", number)
+                mask = np.zeros_like(state.previous_mask)
+            elif state.lost_at is not None:
+                mask = np.zeros_like(state.previous_mask)
             else:
                 mask = self._propagate(state.previous_mask, flows[i], smalls[i])
             masks.append(mask)
             state.previous_mask = mask
+            state.previous_thumb = thumbs[i]
         state.previous_gray = grays[-1]
         width, height = batch.size
         batch.matte = np.stack(map_frames(lambda m: self._full_matte(m, width, height), masks))
