@@ -160,12 +160,13 @@ def frame_ranges(frames: list[int]) -> list[list[int]]:
     return out
 
 
-def finish_consent(gate: Any, shot: ShotState, step: str, operation: str) -> dict[str, Any] | None:
+def finish_consent(gate: Any, shot: ShotState, step: str, operation: str,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """Append the shot's summary to ``shot.events`` and the gate's ledger, once."""
     consent: TrackConsent | None = shot.steps.get(f"{operation}.consent")
     if consent is None or consent.summarised:
         return None
-    summary = consent.summary(shot, step)
+    summary = {**consent.summary(shot, step), **(extra or {})}
     gate.record_shot(summary)
     shot.events.append(summary)
     consent.summarised = True
