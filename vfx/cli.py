@@ -20,7 +20,6 @@ __import__("vfx.cli_run", fromlist=["register"]).register(app)
 # (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli, serving.cli)
 app.add_typer(__import__("vfx.consent.cli", fromlist=["app"]).app, name="consent")
 app.add_typer(__import__("vfx.provenance.cli", fromlist=["app"]).app, name="provenance")
-app.add_typer(__import__("vfx.provenance.cli", fromlist=["app"]).app, name="provenance")
 
 
 def main() -> None:
