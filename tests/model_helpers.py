@@ -1,0 +1,112 @@
+"""Tiny randomly initialised models of the real architectures, written into a temporary store.
+
+Everything here is saved the way the real checkpoints are published (a SAM ``.pth`` state dict,
+a diffusers folder with fp16-variant safetensors) and loaded back by the product's own loaders.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import yaml
+
+from vfx.models import ModelStore, load_manifest, sha256_file
+
+TINY_SAM = {"image_size": 256, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2,
+            "global_attn_indexes": [1], "window_size": 4, "prompt_embed_dim": 32, "decoder_mlp_dim": 64}
+
+
+def manifest_entry(kind: str, folder: Path, files: list[str], commercial: bool = True, **extra) -> dict:
+    return {"kind": kind, "licence": "Apache-2.0" if commercial else "test non-commercial", "commercial_use": commercial,
+            "source": "tests/model_helpers.py",
+            "files": [{"path": f, "sha256": sha256_file(folder / f), "size": (folder / f).stat().st_size} for f in files],
+            **extra}
+
+
+def write_store(root: Path, entries: dict[str, dict], monkeypatch=None) -> ModelStore:
+    """Write the manifest beside the store and point VFX_MODEL_DIR / VFX_MODEL_MANIFEST at them."""
+    manifest = root.parent / f"{root.name}-models.yaml"
+    manifest.write_text(yaml.safe_dump({"models": entries}, sort_keys=False))
+    if monkeypatch is not None:
+        monkeypatch.setenv("VFX_MODEL_DIR", str(root))
+        monkeypatch.setenv("VFX_MODEL_MANIFEST", str(manifest))
+    return ModelStore(root, load_manifest(manifest))
+
+
+def tiny_sam(root: Path, name: str = "sam_tiny", seed: int = 0) -> dict:
+    """A SAM with a 2-block ViT saved as ``<root>/<name>/sam_tiny.pth``; returns its manifest entry."""
+    from vfx.segment.sam import build_sam
+
+    torch.manual_seed(seed)
+    sam = build_sam(TINY_SAM)
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(sam.state_dict(), folder / "sam_tiny.pth")
+    return manifest_entry("sam", folder, ["sam_tiny.pth"], architecture=TINY_SAM)
+
+
+def _tiny_tokenizer(folder: Path):
+    """A CLIP BPE tokenizer with a tiny vocabulary (bytes, a few merges, the special tokens)."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in letters + ".,!'-0123456789":
+        vocab[ch] = len(vocab)
+        vocab[ch + "</w>"] = len(vocab)
+    merges = ["#version: 0.2", "t h", "th e</w>", "a n", "o n", "e r", "i n"]
+    for merge in merges[1:]:
+        merged = merge.replace(" ", "")
+        vocab.setdefault(merged, len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("\n".join(merges) + "\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+
+
+def tiny_diffusion(root: Path, name: str, inpaint: bool = False, seed: int = 0, commercial: bool = True,
+                   guidance_scale: float = 0.0) -> dict:
+    """SD-architecture pipeline (UNet2DConditionModel, AutoencoderKL, CLIPTextModel + tokenizer, Euler)
+    with tiny configs, saved as a diffusers folder with fp16-variant weights like sd-turbo."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionImg2ImgPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=9 if inpaint else 4, out_channels=4, layers_per_block=1,
+        block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=4,
+        norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+                        norm_num_groups=8, sample_size=32)
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=128, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                                        num_hidden_layers=2, max_position_embeddings=16, bos_token_id=0,
+                                        eos_token_id=1, pad_token_id=1, projection_dim=32))
+    folder = root / name
+    tokenizer = _tiny_tokenizer(folder / "_tok")
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       timestep_spacing="trailing", num_train_timesteps=1000)
+    pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                          safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder, variant="fp16", safe_serialization=True)
+    for f in (folder / "_tok").iterdir():
+        f.unlink()
+    (folder / "_tok").rmdir()
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return manifest_entry("diffusion", folder, files, commercial=commercial, variant="fp16",
+                          architecture={"family": "sd1", "mode": "inpaint" if inpaint else "img2img"},
+                          defaults={"guidance_scale": guidance_scale})
+
+
+def tiny_controlnet(root: Path, unet_folder: Path, name: str = "controlnet_tiny", seed: int = 0) -> dict:
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel.from_pretrained(unet_folder / "unet", variant="fp16")
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 16))
+    folder = root / name
+    controlnet.save_pretrained(folder, safe_serialization=True)
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    return manifest_entry("controlnet", folder, files, architecture={"family": "sd1", "condition": "canny"})
