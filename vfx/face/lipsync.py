@@ -80,7 +80,7 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 class ClassicMouthWarp:
     """Moves the lower lip and jaw along the face's vertical axis and narrows the lips, in place."""
 
-    def __call__(self, image: np.ndarray, lm: np.ndarray, opening: float, rounding: float) -> None:
+    def __call__(self, image: np.ndarray, lm: np.ndarray, time: float, opening: float, rounding: float) -> None:
         s = face_scale(lm)
         eye_axis = lm[263] - lm[33]
         ex = eye_axis / max(np.linalg.norm(eye_axis), 1e-3)
@@ -175,7 +175,7 @@ class LipSync:
         opening, rounding = self.mouth.targets(times, float(shot.fps))
 
         def edit(frame: np.ndarray, face: Face, i: int) -> None:
-            self.warp(frame, face.landmarks, float(opening[i]), float(rounding[i]))
+            self.warp(frame, face.landmarks, float(times[i]), float(opening[i]), float(rounding[i]))
 
         return edit_granted_faces(self.name, self.operation, batch, edit, self.workers)
 
