@@ -1,0 +1,345 @@
+"""The vfx Ray Serve application: a FastAPI ingress over job, stream and model deployments.
+
+``build(args)`` is the import path for ``serve deploy configs/serve.yaml`` and for ``vfx serve``.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, WebSocket
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client import generate_latest
+from pydantic import ValidationError
+from ray import serve
+
+from serving.auth import KeyRing, Principal, Role, key_from_headers
+from serving.capabilities import Face, Restyle, Segment
+from serving.jobs import ChunkWorker, JobManager, job_outputs
+from serving.logs import job_logger, setup_logging
+from serving.metrics import JOB_FPS, JOBS, REGISTRY, REQUEST_SECONDS, REQUESTS, STREAMS_OPEN
+from serving.settings import ServeSettings, load_settings
+from serving.store import FINAL_STATES, JobStore
+from serving.stream import StreamOptions, StreamSession
+from serving.untrusted import Refused, probe_untrusted
+from vfx.config import PipelineConfig
+from vfx.errors import VfxError
+from vfx.job import build_steps
+from vfx.video import parse_frame_range, probe
+from fastapi import UploadFile
+
+UPLOAD_BLOCK = 1 << 20
+KICK_TIMEOUT_S = 2.0
+
+api = FastAPI(title="vfx", version="0.1.0",
+              description="Subject mattes, restyled surroundings and consent-gated face edits for real footage. "
+                          "Send an API key as `Authorization: Bearer KEY` or `X-API-Key: KEY`.")
+
+
+class Keys:
+    """The keys file, re-read when it changes so keys can be rotated without a redeploy."""
+
+    def __init__(self, path: str):
+        self.path = Path(path).expanduser()
+        self.mtime = -1.0
+        self.ring = KeyRing({})
+
+    def ring_now(self) -> KeyRing:
+        mtime = self.path.stat().st_mtime if self.path.is_file() else -1.0
+        if mtime != self.mtime:
+            self.ring = KeyRing.load(self.path) if mtime >= 0 else KeyRing({})
+            self.mtime = mtime
+        return self.ring
+
+
+def authenticate(keys: Keys, authorization: str | None, api_key: str | None, roles: tuple[Role, ...]) -> Principal:
+    principal = keys.ring_now().identify(key_from_headers(authorization, api_key))
+    if principal is None:
+        raise HTTPException(401, "missing or unknown API key", headers={"WWW-Authenticate": "Bearer"})
+    if not principal.may(*roles):
+        raise HTTPException(403, f"role {principal.role.value} may not do this; needs {' or '.join(r.value for r in roles)}")
+    return principal
+
+
+def require(*roles: Role):
+    def dependency(request: Request, authorization: Annotated[str | None, Header()] = None,
+                   x_api_key: Annotated[str | None, Header()] = None) -> Principal:
+        return authenticate(request.app.state.keys, authorization, x_api_key, roles)
+    return dependency
+
+
+Operator = Annotated[Principal, Depends(require(Role.operator))]
+Admin = Annotated[Principal, Depends(require(Role.admin))]
+
+
+@api.middleware("http")
+async def measure(request: Request, call_next):
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = getattr(request.scope.get("route"), "path", "unmatched")
+    REQUESTS.labels(route, str(response.status_code)).inc()
+    REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+    return response
+
+
+@api.exception_handler(VfxError)
+async def vfx_error(_: Request, exc: VfxError) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=422)
+
+
+@api.exception_handler(Refused)
+async def refused(_: Request, exc: Refused) -> JSONResponse:
+    return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+
+
+def job_view(job: dict[str, Any], store: JobStore) -> dict[str, Any]:
+    chunks = store.chunks(job["id"])
+    total = job["last_frame"] - job["first_frame"] + 1
+    done = total if job["state"] == "done" else sum(c.written_so_far for c in chunks)
+    end = job["finished_at"] or time.time()
+    seconds = (end - job["started_at"]) if job["started_at"] else 0.0
+    base = f"/v1/jobs/{job['id']}"
+    return {
+        "id": job["id"], "state": job["state"], "error": job["error"],
+        "frames": {"first": job["first_frame"], "last": job["last_frame"], "done": done, "total": total},
+        "frames_per_second": round(done / seconds, 3) if seconds > 0 else 0.0,
+        "chunks": {"total": len(chunks), "done": sum(c.state == "done" for c in chunks),
+                   "attempts": sum(c.attempts for c in chunks)},
+        "created_at": job["created_at"], "started_at": job["started_at"], "finished_at": job["finished_at"],
+        "links": {"self": base, "output": f"{base}/output", "manifest": f"{base}/manifest",
+                  **({"matte": f"{base}/matte"} if job["want_matte"] else {})},
+    }
+
+
+@serve.deployment(name="Gateway")
+@serve.ingress(api)
+class Gateway:
+    def __init__(self, settings: dict[str, Any], segment: Any, restyle: Any, face: Any, manager: Any):
+        self.settings: ServeSettings = load_settings(settings)
+        setup_logging(self.settings.log_level)
+        for sub in ("uploads", "jobs"):
+            (self.settings.state_path / sub).mkdir(parents=True, exist_ok=True)
+        self.store = JobStore(self.settings.db_url)
+        self.handles = {"Segment": segment, "Restyle": restyle, "Face": face}
+        self.manager = manager
+        api.state.keys = Keys(self.settings.keys_file)
+
+    @api.get("/healthz", tags=["operations"])
+    async def healthz(self) -> dict[str, str]:
+        """Liveness and readiness; the only route without a key (for load balancers and kubelets)."""
+        return {"status": "ok"}
+
+    @api.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(self, _: Admin) -> Response:
+        counts: dict[str, int] = {}
+        fps = 0.0
+        for job in self.store.jobs_of(None, limit=1000):
+            counts[job["state"]] = counts.get(job["state"], 0) + 1
+            if job["state"] == "running":
+                fps += job_view(job, self.store)["frames_per_second"]
+        for state in ("queued", "running", "assembling", *FINAL_STATES):
+            JOBS.labels(state).set(counts.get(state, 0))
+        JOB_FPS.set(fps)
+        return Response(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4")
+
+    @api.post("/v1/jobs", tags=["jobs"], status_code=201)
+    async def submit(self, principal: Operator, response: Response,
+                     file: Annotated[UploadFile | None, File(description="the shot, uploaded")] = None,
+                     path: Annotated[str | None, Form(description="or a file under one of the input roots")] = None,
+                     config: Annotated[str, Form(description="PipelineConfig as JSON")] = "{}",
+                     frames: Annotated[str | None, Form(description="FIRST-LAST, inclusive")] = None,
+                     matte: Annotated[bool, Form()] = False,
+                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
+        """Submit a shot. The same Idempotency-Key again returns the first job instead of a new one."""
+        try:
+            pipeline = PipelineConfig.model_validate_json(config)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise HTTPException(422, f"config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        build_steps(pipeline, "cpu")  # refuses a config with nothing to do or an unknown style before any upload work
+        if (file is None) == (path is None):
+            raise HTTPException(422, "give exactly one of: an uploaded file, or a path")
+        source, digest, uploaded = (await self._receive_upload(file)) if file is not None else self._named_path(path)
+        await asyncio.to_thread(probe_untrusted, source, self.settings.limits)
+        frame_range = parse_frame_range(frames, probe(source))
+        request_digest = hashlib.sha256(json.dumps(
+            [digest, pipeline.model_dump(), frame_range.first, frame_range.last, matte]).encode()).hexdigest()
+        if idempotency_key:
+            existing = self.store.find_by_idempotency_key(principal.name, idempotency_key)
+            if existing is not None:
+                return self._replay(existing, request_digest, response)
+        job_id_dir = self.settings.state_path / "jobs" / uuid.uuid4().hex
+        job_id_dir.mkdir(parents=True)
+        job, created = self.store.create_job({
+            "owner": principal.name, "idempotency_key": idempotency_key, "request_digest": request_digest,
+            "input_path": str(source), "input_sha256": digest, "uploaded": uploaded,
+            "config_json": pipeline.model_dump_json(), "first_frame": frame_range.first,
+            "last_frame": frame_range.last, "want_matte": matte, "job_dir": str(job_id_dir)})
+        if not created:
+            shutil.rmtree(job_id_dir, ignore_errors=True)
+            return self._replay(job, request_digest, response)
+        job_logger(job["id"]).info("job accepted from %s: frames %d-%d", principal.name, frame_range.first,
+                                   frame_range.last, extra={"principal": principal.name})
+        await self._kick_manager()
+        return job_view(job, self.store)
+
+    def _replay(self, job: dict[str, Any], request_digest: str, response: Response) -> dict[str, Any]:
+        if job["request_digest"] != request_digest:
+            raise HTTPException(409, "this Idempotency-Key was already used for a different request")
+        response.status_code = 200
+        return job_view(job, self.store)
+
+    async def _kick_manager(self) -> None:
+        try:
+            await asyncio.wait_for(self.manager.kick.remote(), KICK_TIMEOUT_S)
+        except (asyncio.TimeoutError, Exception):
+            pass  # the manager's poll picks the job up; it may be restarting right now
+
+    async def _receive_upload(self, file: UploadFile) -> tuple[Path, str, bool]:
+        limit = self.settings.limits.max_bytes
+        if file.size is not None and file.size > limit:
+            raise Refused(413, f"upload is {file.size} bytes; the limit is {limit}")
+        suffix = Path(file.filename or "upload").suffix.lower()[:8]
+        if suffix and not suffix[1:].isalnum():
+            suffix = ""
+        staging = self.settings.state_path / "uploads" / f".incoming-{uuid.uuid4().hex}{suffix}"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(staging, "wb") as out:
+                while block := await file.read(UPLOAD_BLOCK):
+                    size += len(block)
+                    if size > limit:
+                        raise Refused(413, f"upload is larger than the limit of {limit} bytes")
+                    digest.update(block)
+                    out.write(block)
+            final = staging.with_name(f"{digest.hexdigest()}{suffix}")
+            staging.replace(final)
+        except BaseException:
+            staging.unlink(missing_ok=True)
+            raise
+        return final, digest.hexdigest(), True
+
+    def _named_path(self, path: str) -> tuple[Path, str, bool]:
+        if "://" in path or path.startswith(("concat:", "pipe:", "file:")):
+            raise Refused(422, "only local files are accepted, not URLs or protocols")
+        resolved = Path(path).resolve()
+        roots = [Path(r).expanduser().resolve() for r in self.settings.input_roots]
+        if not any(resolved.is_relative_to(root) for root in roots):
+            raise Refused(403, "path is outside the service's input roots")
+        if not resolved.is_file():
+            raise Refused(404, f"{path}: no such file")
+        stat = resolved.stat()
+        digest = hashlib.sha256(f"{resolved}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+        return resolved, digest, False
+
+    def _owned_job(self, job_id: str, principal: Principal) -> dict[str, Any]:
+        job = self.store.job(job_id)
+        if job is None or (job["owner"] != principal.name and principal.role is not Role.admin):
+            raise HTTPException(404, "no such job")
+        return job
+
+    @api.get("/v1/jobs", tags=["jobs"])
+    async def list_jobs(self, principal: Operator) -> list[dict[str, Any]]:
+        owner = None if principal.role is Role.admin else principal.name
+        return [job_view(job, self.store) for job in self.store.jobs_of(owner)]
+
+    @api.get("/v1/jobs/{job_id}", tags=["jobs"])
+    async def get_job(self, job_id: str, principal: Operator) -> dict[str, Any]:
+        return job_view(self._owned_job(job_id, principal), self.store)
+
+    @api.get("/v1/jobs/{job_id}/{what}", tags=["jobs"], response_class=FileResponse)
+    async def job_file(self, job_id: str, what: str, principal: Operator) -> FileResponse:
+        job = self._owned_job(job_id, principal)
+        output, matte, manifest = job_outputs(job)
+        files = {"output": (output, "video/mp4"), "manifest": (manifest, "application/json"),
+                 **({"matte": (matte, "video/mp4")} if matte else {})}
+        if what not in files:
+            raise HTTPException(404, f"no {what} for this job; there is {', '.join(files)}")
+        if job["state"] != "done":
+            raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
+        target, media = files[what]
+        return FileResponse(target, media_type=media, filename=f"{job_id}-{target.name}")
+
+    @api.delete("/v1/jobs/{job_id}", tags=["jobs"])
+    async def cancel(self, job_id: str, principal: Operator) -> dict[str, Any]:
+        job = self._owned_job(job_id, principal)
+        if not self.store.set_state(job_id, "cancelled", finished_at=time.time()):
+            raise HTTPException(409, f"job is already {job['state']}")
+        job_logger(job_id).info("job cancelled by %s", principal.name)
+        return job_view(self.store.job(job_id), self.store)
+
+    @api.websocket("/v1/stream")
+    async def stream(self, websocket: WebSocket) -> None:
+        """Live frames; see serving/stream.py for the protocol."""
+        await websocket.accept()
+        try:
+            authenticate(api.state.keys, websocket.headers.get("authorization"), websocket.headers.get("x-api-key"),
+                         (Role.operator,))
+        except HTTPException as exc:
+            await websocket.close(code=4000 + exc.status_code, reason=exc.detail[:120])
+            return
+        try:
+            options = StreamOptions.model_validate_json(await asyncio.wait_for(
+                websocket.receive_text(), self.settings.stream.idle_timeout_s))
+        except (ValidationError, asyncio.TimeoutError, KeyError) as exc:
+            await websocket.close(code=4422, reason=f"first message must be the stream options: {type(exc).__name__}")
+            return
+        if (problem := options.problem()) is not None:
+            await websocket.close(code=4422, reason=problem[:120])
+            return
+        session = StreamSession(websocket, options, self.settings.stream, self.handles)
+        await websocket.send_text(json.dumps({"type": "ready", "stream_id": session.stream_id,
+                                              "queue_frames": self.settings.stream.queue_frames}))
+        STREAMS_OPEN.inc()
+        try:
+            counts = await session.run()
+            await websocket.send_text(json.dumps({"type": "summary", "received": counts.received,
+                                                  "processed": counts.processed, "dropped": counts.dropped,
+                                                  "rejected": counts.rejected}))
+            await websocket.close()
+        except Exception:
+            pass  # the client went away; nothing is owed to it
+        finally:
+            STREAMS_OPEN.dec()
+
+
+DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
+    "Gateway": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}},
+    "JobManager": {"num_replicas": 1, "max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.05}},
+    "ChunkWorker": {"num_replicas": 2, "max_ongoing_requests": 1, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}},
+    "Segment": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0}},
+    "Restyle": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0}},
+    "Face": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.25, "num_gpus": 0}},
+}
+
+
+def deployment_options(overrides: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    merged = {name: {**options} for name, options in DEFAULT_OPTIONS.items()}
+    for name, options in (overrides or {}).items():
+        if name not in merged:
+            raise VfxError(f"serve config: unknown deployment {name!r}; known: {', '.join(merged)}")
+        merged[name].update(options)
+    return merged
+
+
+def build(args: dict[str, Any]) -> Any:
+    """Application builder. ``args``: ServeSettings fields, plus ``deployments`` (per-deployment options)
+    when started by ``vfx serve``; ``serve deploy`` applies the config's own ``deployments`` section."""
+    args = dict(args or {})
+    options = deployment_options(args.pop("deployments", None))
+    settings = load_settings(args).model_dump()
+    stream = settings["stream"]
+    if stream["max_batch_size"] > min(options[n].get("max_ongoing_requests", 5) for n in ("Segment", "Restyle", "Face")):
+        raise VfxError("serve config: max_ongoing_requests of the model deployments must be at least stream.max_batch_size")
+    bound = {name: serve.deployment(cls, name=name).options(**options[name]).bind(stream)
+             for name, cls in (("Segment", Segment), ("Restyle", Restyle), ("Face", Face))}
+    workers = serve.deployment(ChunkWorker, name="ChunkWorker").options(**options["ChunkWorker"]).bind(settings)
+    manager = serve.deployment(JobManager, name="JobManager").options(**options["JobManager"]).bind(settings, workers)
+    return Gateway.options(**options["Gateway"]).bind(settings, bound["Segment"], bound["Restyle"], bound["Face"], manager)

@@ -1,0 +1,85 @@
+"""API keys with roles. The keys file holds only SHA-256 digests of keys, never the keys."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import yaml
+
+from vfx.errors import VfxError
+
+
+class Role(str, Enum):
+    operator = "operator"
+    rights_holder = "rights_holder"
+    admin = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    role: Role
+
+    def may(self, *roles: Role) -> bool:
+        return self.role is Role.admin or self.role in roles
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyRing:
+    """Maps key digests to principals; loaded once per replica from the keys file."""
+
+    def __init__(self, entries: dict[str, Principal]):
+        self.entries = entries
+
+    @classmethod
+    def load(cls, path: str | Path) -> "KeyRing":
+        path = Path(path).expanduser()
+        if not path.is_file():
+            raise VfxError(f"{path}: API keys file not found (create one with `vfx serve-key NAME --role ROLE`)")
+        data = yaml.safe_load(path.read_text()) or {}
+        entries: dict[str, Principal] = {}
+        for item in data.get("keys", []):
+            try:
+                entries[item["sha256"]] = Principal(name=str(item["name"]), role=Role(item["role"]))
+            except (KeyError, ValueError, TypeError):
+                raise VfxError(f"{path}: each key needs name, role (operator|rights_holder|admin) and sha256") from None
+        return cls(entries)
+
+    def identify(self, key: str | None) -> Principal | None:
+        if not key:
+            return None
+        digest = key_digest(key)
+        for known, principal in self.entries.items():
+            if hmac.compare_digest(known, digest):
+                return principal
+        return None
+
+
+def key_from_headers(authorization: str | None, api_key: str | None) -> str | None:
+    if api_key:
+        return api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+def add_key(path: str | Path, name: str, role: Role) -> str:
+    """Create a key for ``name``, append its digest to the keys file atomically, return the key."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+    keys = [k for k in data.get("keys", []) if k.get("name") != name]
+    key = "vfx_" + secrets.token_urlsafe(32)
+    keys.append({"name": name, "role": role.value, "sha256": key_digest(key)})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump({"keys": keys}, sort_keys=False))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return key

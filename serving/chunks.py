@@ -1,0 +1,139 @@
+"""Render-farm style shots: frame-range chunks with a leading overlap, then one final encode.
+
+Chunk k writes frames [write_first, last] but decodes and processes from ``process_first``
+(``overlap`` frames earlier), so matte smoothing and restyle stabilisation enter the chunk
+warmed up, as they would in one long run. Chunks are intermediates (lossless H.264 in MKV,
+written atomically by FrameWriter); the final MP4 is encoded once from them, skipping each
+chunk's overlap frames, with the source's audio for the range. A chunk file either exists
+complete or not at all, so a resumed job redoes only chunks without one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from serving.store import Chunk
+from vfx.config import PipelineConfig
+from vfx.errors import VfxError
+from vfx.frames import FrameBatch
+from vfx.job import JobSpec, run_job
+from vfx.segment import parse_subject
+from vfx.video import FrameRange, FrameReader, FrameWriter, MatteWriter, probe
+
+INTERMEDIATE_CRF = 0  # lossless: the only generation loss is the final encode
+
+
+def plan_chunks(job_id: str, first: int, last: int, config: PipelineConfig, chunk_frames: int, overlap: int) -> list[Chunk]:
+    # A prompted subject (box/points on a key frame) is tracked outward from that key frame;
+    # a chunk without the key frame has nothing to start from, so such shots run as one chunk.
+    if parse_subject(config.segment.subject).kind == "prompt":
+        chunk_frames = last - first + 1
+    chunks = []
+    for index, start in enumerate(range(first, last + 1, chunk_frames)):
+        end = min(last, start + chunk_frames - 1)
+        chunks.append(Chunk(job_id=job_id, index=index, process_first=max(first, start - overlap),
+                            write_first=start, last=end))
+    return chunks
+
+
+def chunk_path(job_dir: Path, index: int) -> Path:
+    return job_dir / "chunks" / f"chunk-{index:05d}.mkv"
+
+
+def chunk_matte_path(job_dir: Path, index: int) -> Path:
+    return job_dir / "chunks" / f"matte-{index:05d}.mkv"
+
+
+def chunk_is_complete(path: Path, expected_frames: int) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        return probe(path).frame_count == expected_frames
+    except VfxError:
+        return False
+
+
+def render_chunk(source: str, chunk: Chunk, config: PipelineConfig, job_dir: Path, want_matte: bool,
+                 progress: Callable[[int], None], cancelled: Callable[[], bool]) -> int:
+    """Process the chunk's frames (overlap included) into its intermediate file(s); returns frames processed."""
+    out = chunk_path(job_dir, chunk.index)
+    matte = chunk_matte_path(job_dir, chunk.index) if want_matte else None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    intermediate = config.model_copy(update={"output": config.output.model_copy(
+        update={"crf": INTERMEDIATE_CRF, "preset": "ultrafast", "keep_audio": False})})
+    spec = JobSpec(input=source, output=str(out), config=intermediate,
+                   frames=f"{chunk.process_first}-{chunk.last}", matte=str(matte) if matte else None)
+    result = run_job(spec, progress=progress, cancelled=cancelled)
+    if not chunk_is_complete(out, chunk.process_count):
+        raise VfxError(f"chunk {chunk.index}: intermediate does not hold {chunk.process_count} frames")
+    return result.frames
+
+
+def _chunk_frames(path: Path, chunk: Chunk, batch_size: int) -> Iterator[FrameBatch]:
+    """The chunk's written frames, renumbered to their frame numbers in the shot."""
+    info = probe(path)
+    skip = chunk.write_first - chunk.process_first
+    reader = FrameReader(info, FrameRange(skip, info.frame_count - 1), strict=True)
+    for batch in reader.batches(batch_size):
+        batch.indices = batch.indices - skip + chunk.write_first
+        yield batch
+
+
+def assemble(source: str, chunks: list[Chunk], config: PipelineConfig, job_dir: Path, output: Path,
+             matte_output: Path | None, batch_size: int = 8) -> int:
+    """Encode the final MP4 (and matte) from the chunks in order; FrameWriter refuses a wrong frame count."""
+    info = probe(source)
+    shot = FrameRange(chunks[0].write_first, chunks[-1].last)
+    writer = FrameWriter(str(output), info, shot, keep_audio=config.output.keep_audio, crf=config.output.crf,
+                         preset=config.output.preset)
+    mattes = MatteWriter(str(matte_output), info, shot) if matte_output else None
+    try:
+        expected = shot.first
+        for chunk in chunks:
+            for batch in _chunk_frames(chunk_path(job_dir, chunk.index), chunk, batch_size):
+                if int(batch.indices[0]) != expected:
+                    raise VfxError(f"chunk {chunk.index}: frame {int(batch.indices[0])} where {expected} belongs")
+                writer.write(batch)
+                expected = int(batch.indices[-1]) + 1
+            if mattes is not None:
+                for batch in _chunk_frames(chunk_matte_path(job_dir, chunk.index), chunk, batch_size):
+                    batch.matte = batch.frames[..., 0].astype(np.float32) / 255.0
+                    mattes.write(batch)
+        writer.close()
+        if mattes is not None:
+            mattes.close()
+    except BaseException:
+        writer.abort()
+        if mattes is not None:
+            mattes.abort()
+        raise
+    return len(shot)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(path: Path, job: dict, chunks: list[Chunk], output: Path, matte: Path | None) -> None:
+    """A job manifest: what went in, with which settings, in which chunks, and what came out (hashes)."""
+    manifest = {
+        "job": job["id"], "input_sha256": job["input_sha256"], "frames": [job["first_frame"], job["last_frame"]],
+        "config": json.loads(job["config_json"]),
+        "chunks": [{"index": c.index, "process_first": c.process_first, "write_first": c.write_first,
+                    "last": c.last, "attempts": c.attempts} for c in chunks],
+        "output": {"file": output.name, "sha256": sha256_of(output), "frames": probe(output).frame_count},
+        "matte": {"file": matte.name, "sha256": sha256_of(matte)} if matte else None,
+        "finished_at": time.time(),
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,74 @@
+"""The service's own settings: the ``args`` of the application in configs/serve.yaml."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from vfx.errors import VfxError
+
+
+class UploadLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_bytes: int = Field(2 * 1024**3, ge=1)
+    max_seconds: float = Field(3600.0, gt=0)
+    max_width: int = Field(4096, ge=16)
+    max_height: int = Field(4096, ge=16)
+    max_fps: float = Field(120.0, gt=0)
+    probe_timeout_s: float = Field(20.0, gt=0)
+    probe_memory_mb: int = Field(1024, ge=64)
+    containers: list[str] = Field(default_factory=lambda: ["avi", "mov", "mp4", "m4a", "3gp", "3g2", "mj2",
+                                                           "matroska", "webm", "mxf"])
+    video_codecs: list[str] = Field(default_factory=lambda: ["h264", "hevc", "mpeg4", "msmpeg4v2", "msmpeg4",
+                                                             "mjpeg", "prores", "dnxhd", "vp9", "av1", "mpeg2video"])
+    audio_codecs: list[str] = Field(default_factory=lambda: ["aac", "ac3", "eac3", "mp3", "pcm_s16le",
+                                                             "pcm_s24le", "opus", "flac", "alac"])
+
+
+class JobSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    chunk_frames: int = Field(48, ge=1, description="frames each chunk writes")
+    overlap_frames: int = Field(6, ge=0, description="frames before a chunk processed for temporal state, not written")
+    max_attempts: int = Field(3, ge=1, description="tries per chunk before the job fails")
+    max_parallel_chunks: int = Field(4, ge=1, description="chunks of one job in flight at once")
+    poll_s: float = Field(2.0, gt=0, description="how often the job manager looks for jobs to start or resume")
+
+
+class StreamSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    max_batch_size: int = Field(8, ge=1)
+    batch_wait_timeout_s: float = Field(0.01, ge=0)
+    queue_frames: int = Field(8, ge=1, description="waiting frames per stream; beyond it the oldest are dropped")
+    max_inflight: int = Field(4, ge=1, description="frames per stream being processed at once")
+    max_frame_bytes: int = Field(8 * 1024**2, ge=1024)
+    idle_timeout_s: float = Field(60.0, gt=0)
+    max_streams_state: int = Field(64, ge=1, description="per-stream temporal states a replica keeps (LRU)")
+
+
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state_dir: str = "~/.vfx/serve"
+    keys_file: str = "~/.vfx/serve/keys.yaml"
+    input_roots: list[str] = Field(default_factory=list, description="folders whose files a job may name by path")
+    limits: UploadLimits = Field(default_factory=UploadLimits)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    consent_db: str | None = None
+    log_level: str = "INFO"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser()
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.state_path / 'jobs.sqlite'}"
+
+
+def load_settings(args: dict[str, Any] | None) -> ServeSettings:
+    try:
+        return ServeSettings.model_validate(args or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise VfxError(f"serve settings: {'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None

@@ -1,0 +1,190 @@
+"""Job records in SQLite (or any SQLAlchemy URL): they outlive replicas and restarts of the app."""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (Boolean, Float, Integer, String, Text, UniqueConstraint, create_engine, event, select,
+                        update)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+ACTIVE_STATES = ("queued", "running", "assembling")
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class JobRow(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("owner", "idempotency_key"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    request_digest: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    input_path: Mapped[str] = mapped_column(Text)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    uploaded: Mapped[bool] = mapped_column(Boolean)
+    config_json: Mapped[str] = mapped_column(Text)
+    first_frame: Mapped[int] = mapped_column(Integer)
+    last_frame: Mapped[int] = mapped_column(Integer)
+    want_matte: Mapped[bool] = mapped_column(Boolean)
+    job_dir: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ChunkRow(Base):
+    __tablename__ = "chunks"
+    job_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    process_first: Mapped[int] = mapped_column(Integer)  # decoded and processed from here (overlap)
+    write_first: Mapped[int] = mapped_column(Integer)  # kept in the output from here
+    last: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)  # processed, overlap included
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    job_id: str
+    index: int
+    process_first: int
+    write_first: int
+    last: int
+    state: str = "pending"
+    attempts: int = 0
+    frames_done: int = 0
+    error: str | None = None
+
+    @property
+    def write_count(self) -> int:
+        return self.last - self.write_first + 1
+
+    @property
+    def process_count(self) -> int:
+        return self.last - self.process_first + 1
+
+    @property
+    def written_so_far(self) -> int:
+        if self.state == "done":
+            return self.write_count
+        return max(0, min(self.write_count, self.frames_done - (self.write_first - self.process_first)))
+
+
+def _job_dict(row: JobRow) -> dict[str, Any]:
+    return {c.name: getattr(row, c.name) for c in JobRow.__table__.columns}
+
+
+def _chunk(row: ChunkRow) -> Chunk:
+    return Chunk(**{c.name: getattr(row, c.name) for c in ChunkRow.__table__.columns})
+
+
+class JobStore:
+    def __init__(self, url: str):
+        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def create_job(self, fields: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Insert a job; with an idempotency key already used by this owner, return that job instead."""
+        row = JobRow(id=str(uuid.uuid4()), state="queued", created_at=time.time(), **fields)
+        try:
+            with self.session() as s:
+                s.add(row)
+            return _job_dict(row), True
+        except IntegrityError:
+            existing = self.find_by_idempotency_key(fields["owner"], fields["idempotency_key"])
+            if existing is None:
+                raise
+            return existing, False
+
+    def find_by_idempotency_key(self, owner: str, key: str | None) -> dict[str, Any] | None:
+        if key is None:
+            return None
+        with self.session() as s:
+            row = s.scalar(select(JobRow).where(JobRow.owner == owner, JobRow.idempotency_key == key))
+            return _job_dict(row) if row else None
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            row = s.get(JobRow, job_id)
+            return _job_dict(row) if row else None
+
+    def jobs_of(self, owner: str | None, limit: int = 100) -> list[dict[str, Any]]:
+        with self.session() as s:
+            query = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
+            if owner is not None:
+                query = query.where(JobRow.owner == owner)
+            return [_job_dict(r) for r in s.scalars(query)]
+
+    def active_job_ids(self) -> list[str]:
+        with self.session() as s:
+            return list(s.scalars(select(JobRow.id).where(JobRow.state.in_(ACTIVE_STATES)).order_by(JobRow.created_at)))
+
+    def set_state(self, job_id: str, state: str, only_from: tuple[str, ...] = ACTIVE_STATES, **fields: Any) -> bool:
+        """Move a job to ``state`` unless it already left the active states (a cancel wins)."""
+        with self.session() as s:
+            result = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.state.in_(only_from))
+                               .values(state=state, **fields))
+            return result.rowcount == 1
+
+    def state_of(self, job_id: str) -> str | None:
+        with self.session() as s:
+            return s.scalar(select(JobRow.state).where(JobRow.id == job_id))
+
+    def ensure_chunks(self, job_id: str, planned: list[Chunk]) -> list[Chunk]:
+        """Record the chunk plan once; a resumed job keeps the plan (and finished chunks) it had."""
+        with self.session() as s:
+            existing = list(s.scalars(select(ChunkRow).where(ChunkRow.job_id == job_id).order_by(ChunkRow.index)))
+            if existing:
+                return [_chunk(r) for r in existing]
+            for c in planned:
+                s.add(ChunkRow(job_id=c.job_id, index=c.index, process_first=c.process_first,
+                               write_first=c.write_first, last=c.last, state="pending", attempts=0, frames_done=0))
+        return planned
+
+    def chunks(self, job_id: str) -> list[Chunk]:
+        with self.session() as s:
+            return [_chunk(r) for r in s.scalars(select(ChunkRow).where(ChunkRow.job_id == job_id).order_by(ChunkRow.index))]
+
+    def chunk(self, job_id: str, index: int) -> Chunk | None:
+        with self.session() as s:
+            row = s.get(ChunkRow, (job_id, index))
+            return _chunk(row) if row else None
+
+    def start_attempt(self, job_id: str, index: int) -> int:
+        with self.session() as s:
+            row = s.get(ChunkRow, (job_id, index))
+            row.attempts += 1
+            row.state = "running"
+            row.frames_done = 0
+            return row.attempts
+
+    def update_chunk(self, job_id: str, index: int, **fields: Any) -> None:
+        with self.session() as s:
+            s.execute(update(ChunkRow).where(ChunkRow.job_id == job_id, ChunkRow.index == index).values(**fields))
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
