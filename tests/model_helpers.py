@@ -87,7 +87,7 @@ def tiny_diffusion(root: Path, name: str, inpaint: bool = False, seed: int = 0, 
     folder = root / name
     tokenizer = _tiny_tokenizer(folder / "_tok")
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                       timestep_spacing="trailing", num_train_timesteps=1000)
+                                       timestep_spacing="trailing", num_train_timesteps=1000, steps_offset=1)
     pipe = StableDiffusionImg2ImgPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder, variant="fp16", safe_serialization=True)
@@ -105,7 +105,10 @@ def tiny_controlnet(root: Path, unet_folder: Path, name: str = "controlnet_tiny"
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_pretrained(unet_folder / "unet", variant="fp16")
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 16))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    with torch.no_grad():  # a trained ControlNet's zero-convolutions are no longer zero
+        for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
+            module.weight.normal_(0, 0.05)
     folder = root / name
     controlnet.save_pretrained(folder, safe_serialization=True)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())

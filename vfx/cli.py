@@ -20,6 +20,7 @@ __import__("vfx.cli_run", fromlist=["register"]).register(app)
 # (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli, serving.cli)
 app.add_typer(__import__("vfx.consent.cli", fromlist=["app"]).app, name="consent")
 app.add_typer(__import__("vfx.provenance.cli", fromlist=["app"]).app, name="provenance")
+app.add_typer(__import__("vfx.models.cli", fromlist=["app"]).app, name="models")
 
 
 def main() -> None:

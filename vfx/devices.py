@@ -57,7 +57,10 @@ def prepare_module(module, device: str, convolutional: bool = True):
     """Move a torch module to ``device`` in its dtype, in eval mode; channels_last for conv nets on CUDA."""
     import torch
 
-    module = module.to(device=torch.device(device), dtype=torch_dtype(device)).eval()
+    dtype = torch_dtype(device)
+    if any(p.dtype != dtype for p in module.parameters()):
+        module = module.to(dtype=dtype)
+    module = module.to(torch.device(device)).eval()
     if convolutional and device.startswith("cuda"):
         module = module.to(memory_format=torch.channels_last)
     return module

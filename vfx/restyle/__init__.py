@@ -26,11 +26,40 @@ def _classic(config: RestyleConfig, device: str) -> Step:
     return ClassicRestyle(style=config.style, style_image=reference, stability=config.stability)
 
 
-RESTYLERS: dict[str, Callable[[RestyleConfig, str], Step]] = {"classic": _classic}
-AUTO_ORDER: list[str] = ["classic"]
+def _diffusion(config: RestyleConfig, device: str) -> Step:
+    from vfx.models import ModelStore, choose_model
+    from vfx.restyle.diffusion import DiffusionRestyle, load_diffusion
+
+    if not config.prompt:
+        raise VfxError("restyle backend diffusion needs --prompt")
+    store = ModelStore()
+    name, why = choose_model(store, "diffusion", config.model, config.allow_noncommercial)
+    if name is None:
+        raise VfxError(f"restyle backend diffusion: {why}")
+    log.info("restyle diffusion: %s, device %s", why, device)
+    return DiffusionRestyle(load_diffusion(store, name, device, config.controlnet), config, device)
+
+
+def _diffusion_available(config: RestyleConfig, device: str) -> str | None:
+    from vfx.models import ModelStore, choose_model
+
+    if not config.prompt:
+        return "needs --prompt"
+    try:
+        name, why = choose_model(ModelStore(), "diffusion", config.model, config.allow_noncommercial)
+    except VfxError as exc:
+        return str(exc)
+    return None if name else why
+
+
+RESTYLERS: dict[str, Callable[[RestyleConfig, str], Step]] = {"classic": _classic, "diffusion": _diffusion}
+AUTO_ORDER: list[str] = ["diffusion", "classic"]
 AVAILABILITY: dict[str, Callable[[RestyleConfig, str], str | None]] = {
     "classic": lambda config, device: None if (config.style or config.style_image) else "needs --style or --style-image",
+    "diffusion": _diffusion_available,
 }
+# Backends ``auto`` only picks on a GPU; chosen by name they also run on the CPU.
+NEEDS_GPU: set[str] = {"diffusion"}
 
 
 def build_restyler(config: RestyleConfig, device: str) -> Step | None:
@@ -39,6 +68,8 @@ def build_restyler(config: RestyleConfig, device: str) -> Step | None:
     if config.backend == "auto":
         for name in AUTO_ORDER:
             reason = AVAILABILITY.get(name, lambda *_: None)(config, device)
+            if reason is None and name in NEEDS_GPU and not device.startswith("cuda"):
+                reason = f"no GPU (device {device}); --restyler {name} runs it on the CPU anyway"
             if reason is None:
                 log.info("restyle: %s (auto, device %s)", name, device)
                 return RESTYLERS[name](config, device)
