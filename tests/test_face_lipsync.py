@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from face_helpers import ARTIFACTS, HAL_FRAMES, SHOT, granted, make_consent, run_step
+from face_helpers import ARTIFACTS, HAL_FRAMES, MEGAMIND, SHOT, granted, make_consent, run_step
 from vfx.errors import VfxError
 from vfx.face.audio import load_audio, loudness
 from vfx.face.contact import contact_sheet, face_crop
@@ -86,7 +86,7 @@ def test_output_carries_new_audio(result, speech, tmp_path):
     assert step.audio_path == str(speech)
     if "audio_path" not in inspect.signature(FrameWriter.__init__).parameters:
         pytest.skip("FrameWriter has no audio_path override yet (lead adds it)")
-    info = probe(str(SHOT_SOURCE()))
+    info = probe(str(MEGAMIND))
     target = tmp_path / "synced.mp4"
     writer = FrameWriter(str(target), info, SHOT, audio_path=step.audio_path)
     from vfx.frames import FrameBatch
@@ -100,12 +100,6 @@ def test_output_carries_new_audio(result, speech, tmp_path):
     t = np.arange(0, n / 16000, 0.05)
     r = np.corrcoef(loudness(written[:n], t, 0.05), loudness(original[:n], t, 0.05))[0, 1]
     assert r > 0.9
-
-
-def SHOT_SOURCE():
-    from face_helpers import MEGAMIND
-
-    return MEGAMIND
 
 
 def test_missing_audio_is_one_line_error(consent, tmp_path):

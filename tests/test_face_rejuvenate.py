@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from face_helpers import ARTIFACTS, HAL_FRAMES, ROXANNE_FRAMES, SHOT, granted, make_consent, run_step
+from face_helpers import ARTIFACTS, HAL_FRAMES, MEGAMIND, ROXANNE_FRAMES, SHOT, granted, make_consent, new_shot, run_step
 from vfx.consent.schema import LedgerRow
 from vfx.errors import VfxError
 from vfx.face.contact import contact_sheet, face_crop
@@ -97,3 +97,26 @@ def test_shot_summary_in_ledger(consent, result):
 def test_strength_out_of_range(consent):
     with pytest.raises(VfxError):
         Rejuvenate(consent.gate(), 1.5)
+
+
+def test_revocation_mid_shot_stops_further_edits(tmp_path):
+    """The grant is revoked after the second batch: later batches of the same shot stay untouched."""
+    from vfx.consent.grants import revoke_grant
+    from vfx.video import FrameReader, probe
+    from vfx.video.probe import FrameRange
+
+    consent = make_consent(tmp_path, (OP,))
+    step = Rejuvenate(consent.gate(), 1.0)
+    frames = FrameRange(156, 179)
+    shot = new_shot(frames)
+    changed = []
+    for k, batch in enumerate(FrameReader(probe(str(MEGAMIND)), frames).batches(6)):
+        if k == 2:
+            revoke_grant(consent.store, consent.holder, consent.grant_id, "actor withdrew consent", consent.trusted)
+        before = batch.frames.copy()
+        batch = step(batch, shot)
+        changed.append(not np.array_equal(before, batch.frames))
+    summary = step.finish(shot)
+    assert changed == [True, True, False, False]
+    assert summary["subjects"]["roxanne"]["edited"] == [[156, 167]]
+    assert any("revoked" in r for r in summary["subjects"]["roxanne"]["reasons"])
