@@ -2,7 +2,6 @@
 
 ``build(args)`` is the import path for ``serve deploy configs/serve.yaml`` and for ``vfx serve``.
 """
-from __future__ import annotations
 
 import asyncio
 import hashlib
@@ -23,7 +22,7 @@ from serving.auth import KeyRing, Principal, Role, key_from_headers
 from serving.capabilities import Face, Restyle, Segment
 from serving.jobs import ChunkWorker, JobManager, job_outputs
 from serving.logs import job_logger, setup_logging
-from serving.metrics import JOB_FPS, JOBS, REGISTRY, REQUEST_SECONDS, REQUESTS, STREAMS_OPEN
+import serving.metrics as metrics
 from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
 from serving.stream import StreamOptions, StreamSession
@@ -83,8 +82,8 @@ async def measure(request: Request, call_next):
     started = time.perf_counter()
     response = await call_next(request)
     route = getattr(request.scope.get("route"), "path", "unmatched")
-    REQUESTS.labels(route, str(response.status_code)).inc()
-    REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+    metrics.REQUESTS.labels(route, str(response.status_code)).inc()
+    metrics.REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
     return response
 
 
@@ -128,6 +127,8 @@ class Gateway:
         self.store = JobStore(self.settings.db_url)
         self.handles = {"Segment": segment, "Restyle": restyle, "Face": face}
         self.manager = manager
+        # Serve pickles this class by value, so module-level objects used in its methods are copies;
+        # shared state goes through the running app (request.app) and the metrics module.
         api.state.keys = Keys(self.settings.keys_file)
 
     @api.get("/healthz", tags=["operations"])
@@ -144,9 +145,9 @@ class Gateway:
             if job["state"] == "running":
                 fps += job_view(job, self.store)["frames_per_second"]
         for state in ("queued", "running", "assembling", *FINAL_STATES):
-            JOBS.labels(state).set(counts.get(state, 0))
-        JOB_FPS.set(fps)
-        return Response(generate_latest(REGISTRY), media_type="text/plain; version=0.0.4")
+            metrics.JOBS.labels(state).set(counts.get(state, 0))
+        metrics.JOB_FPS.set(fps)
+        return Response(generate_latest(metrics.REGISTRY), media_type="text/plain; version=0.0.4")
 
     @api.post("/v1/jobs", tags=["jobs"], status_code=201)
     async def submit(self, principal: Operator, response: Response,
@@ -280,7 +281,7 @@ class Gateway:
         """Live frames; see serving/stream.py for the protocol."""
         await websocket.accept()
         try:
-            authenticate(api.state.keys, websocket.headers.get("authorization"), websocket.headers.get("x-api-key"),
+            authenticate(websocket.app.state.keys, websocket.headers.get("authorization"), websocket.headers.get("x-api-key"),
                          (Role.operator,))
         except HTTPException as exc:
             await websocket.close(code=4000 + exc.status_code, reason=exc.detail[:120])
@@ -297,7 +298,7 @@ class Gateway:
         session = StreamSession(websocket, options, self.settings.stream, self.handles)
         await websocket.send_text(json.dumps({"type": "ready", "stream_id": session.stream_id,
                                               "queue_frames": self.settings.stream.queue_frames}))
-        STREAMS_OPEN.inc()
+        metrics.STREAMS_OPEN.inc()
         try:
             counts = await session.run()
             await websocket.send_text(json.dumps({"type": "summary", "received": counts.received,
@@ -307,7 +308,7 @@ class Gateway:
         except Exception:
             pass  # the client went away; nothing is owed to it
         finally:
-            STREAMS_OPEN.dec()
+            metrics.STREAMS_OPEN.dec()
 
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {

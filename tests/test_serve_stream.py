@@ -1,0 +1,178 @@
+"""Live stream, access control and operations against the real Serve app on localhost."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from serve_helpers import SAMPLES, start_app, stop_app
+from serving.stream import parse_frame_message
+from vfx.video import FrameRange, FrameReader, probe
+
+RECV_TIMEOUT_S = 60
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    served = start_app(tmp_path_factory.mktemp("serve-stream"))
+    yield served
+    stop_app()
+
+
+@pytest.fixture(scope="module")
+def jpegs() -> list[bytes]:
+    info = probe(SAMPLES / "vtest.avi")
+    frames = []
+    for _, rgb in FrameReader(info, FrameRange(0, 99)).frames():
+        ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])
+        frames.append(data.tobytes())
+    return frames
+
+
+def open_stream(app, options: dict, who: str = "operator"):
+    ws = connect(app.ws_url, additional_headers=app.headers(who), open_timeout=30, max_size=2**24)
+    ws.send(json.dumps(options))
+    ready = json.loads(ws.recv(timeout=RECV_TIMEOUT_S))
+    assert ready["type"] == "ready", ready
+    return ws
+
+
+def collect_until_summary(ws) -> tuple[list[dict], list[bytes], list[dict], dict]:
+    headers, images, rejected = [], [], []
+    for _ in range(1000):
+        message = ws.recv(timeout=RECV_TIMEOUT_S)
+        if isinstance(message, bytes):
+            header, jpeg = parse_frame_message(message)
+            headers.append(header)
+            images.append(jpeg)
+            continue
+        event = json.loads(message)
+        if event["type"] == "summary":
+            return headers, images, rejected, event
+        rejected.append(event)
+    raise AssertionError("no summary after 1000 messages")
+
+
+def test_a_burst_of_100_frames_comes_back_processed_or_counted_as_dropped(app, jpegs):
+    ws = open_stream(app, {"subject": "person", "style": "night"})
+    with ws:
+        sender = threading.Thread(target=lambda: ([ws.send(j) for j in jpegs], ws.send(json.dumps({"type": "end"}))))
+        sender.start()
+        headers, images, rejected, summary = collect_until_summary(ws)
+        sender.join(timeout=30)
+    assert rejected == []
+    assert summary["received"] == 100
+    assert summary["processed"] + summary["dropped"] == 100
+    assert summary["dropped"] > 0  # the burst outran the service; the queue stayed bounded
+    assert len(headers) == summary["processed"]
+    seqs = [h["seq"] for h in headers]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and seqs[-1] == 99  # in order, newest kept
+    assert [h["dropped"] for h in headers] == sorted(h["dropped"] for h in headers)
+    first = cv2.imdecode(np.frombuffer(images[0], np.uint8), cv2.IMREAD_COLOR)
+    assert first.shape == (576, 768, 3)
+
+
+def test_a_paced_stream_gets_every_frame_back_in_order(app, jpegs):
+    ws = open_stream(app, {"subject": "person", "style": "oil", "faces": True})
+    with ws:
+        replies = []
+        for jpeg in jpegs[:20]:
+            ws.send(jpeg)
+            header, image = parse_frame_message(ws.recv(timeout=RECV_TIMEOUT_S))
+            replies.append((header, image))
+        ws.send(json.dumps({"type": "end"}))
+        summary = json.loads(ws.recv(timeout=RECV_TIMEOUT_S))
+    assert summary == {"type": "summary", "received": 20, "processed": 20, "dropped": 0, "rejected": 0}
+    assert [h["seq"] for h, _ in replies] == list(range(20))
+    assert all(h["faces"] == [] or isinstance(h["faces"], list) for h, _ in replies)
+    restyled = cv2.imdecode(np.frombuffer(replies[5][1], np.uint8), cv2.IMREAD_COLOR)
+    source = cv2.imdecode(np.frombuffer(jpegs[5], np.uint8), cv2.IMREAD_COLOR)
+    assert np.abs(restyled.astype(int) - source.astype(int)).mean() > 3  # surroundings really changed
+
+
+def test_frames_of_concurrent_streams_share_batches(app, jpegs):
+    def lockstep(offset: int) -> list[dict]:
+        ws = open_stream(app, {"subject": "person", "style": None})
+        with ws:
+            out = []
+            for jpeg in jpegs[offset:offset + 12]:
+                ws.send(jpeg)
+                out.append(parse_frame_message(ws.recv(timeout=RECV_TIMEOUT_S))[0])
+            ws.send(json.dumps({"type": "end"}))
+            return out
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lockstep, [0, 20, 40, 60]))
+    sizes = [h["batch"]["Segment"] for stream in results for h in stream]
+    assert len(sizes) == 48 and max(sizes) > 1
+
+
+def test_a_bad_frame_is_rejected_and_the_stream_goes_on(app, jpegs):
+    ws = open_stream(app, {"subject": None, "style": "night"})
+    with ws:
+        ws.send(b"GIF89a not a jpeg")
+        ws.send(jpegs[0])
+        ws.send(json.dumps({"type": "end"}))
+        headers, _, rejected, summary = collect_until_summary(ws)
+    assert rejected[0]["seq"] == 0 and "not a JPEG" in rejected[0]["reason"]
+    assert [h["seq"] for h in headers] == [1] and summary["rejected"] == 1
+
+
+@pytest.mark.parametrize("who, code", [(None, 4401), ("bogus", 4401), ("rights_holder", 4403)])
+def test_stream_refuses_missing_keys_and_wrong_roles(app, who, code):
+    headers = {} if who is None else ({"Authorization": "Bearer nope"} if who == "bogus" else app.headers(who))
+    with connect(app.ws_url, additional_headers=headers, open_timeout=30) as ws:
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=RECV_TIMEOUT_S)
+    assert closed.value.rcvd.code == code
+
+
+def test_stream_refuses_bad_options(app):
+    with connect(app.ws_url, additional_headers=app.headers("operator"), open_timeout=30) as ws:
+        ws.send(json.dumps({"subject": "person", "style": "sepia"}))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=RECV_TIMEOUT_S)
+    assert closed.value.rcvd.code == 4422 and "unknown style" in closed.value.rcvd.reason
+
+
+ROUTES = [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("GET", "/v1/jobs/x/output"),
+          ("DELETE", "/v1/jobs/x"), ("GET", "/metrics")]
+NEEDS = {"/metrics": {"admin"}}
+
+
+@pytest.mark.parametrize("method, route", ROUTES)
+def test_every_route_checks_key_and_role(app, method, route):
+    allowed = NEEDS.get(route, {"operator", "admin"})
+    with httpx.Client(base_url=app.url, timeout=30) as client:
+        assert client.request(method, route).status_code == 401
+        assert client.request(method, route, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        for role in ("operator", "rights_holder", "admin"):
+            status = client.request(method, route, headers=app.headers(role)).status_code
+            if role in allowed:
+                assert status not in (401, 403), (role, status)
+            else:
+                assert status == 403, (role, status)
+        assert client.request(method, route, headers={"X-API-Key": app.keys["admin"]}).status_code not in (401, 403)
+
+
+def test_health_openapi_and_metrics(app):
+    with httpx.Client(base_url=app.url, timeout=30) as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        spec = client.get("/openapi.json").json()
+        assert {"/v1/jobs", "/v1/jobs/{job_id}", "/metrics", "/healthz"} <= set(spec["paths"])
+        text = client.get("/metrics", headers=app.headers("admin")).text
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if not line.startswith("#")}
+    assert samples['vfx_stream_frames_total{outcome="processed"}'] > 0
+    assert samples['vfx_stream_frames_total{outcome="dropped"}'] > 0
+    assert samples["vfx_stream_frame_latency_seconds_count"] > 0
+    assert samples['vfx_batch_size_count{deployment="Segment"}'] > 0
+    assert samples['vfx_http_requests_total{route="/healthz",status="200"}'] >= 1
+    assert "vfx_stream_queue_frames" in samples and 'vfx_jobs{state="running"}' in samples
