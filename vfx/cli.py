@@ -21,6 +21,7 @@ __import__("vfx.cli_run", fromlist=["register"]).register(app)
 app.add_typer(__import__("vfx.consent.cli", fromlist=["app"]).app, name="consent")
 app.add_typer(__import__("vfx.provenance.cli", fromlist=["app"]).app, name="provenance")
 app.add_typer(__import__("vfx.models.cli", fromlist=["app"]).app, name="models")
+__import__("serving.cli", fromlist=["register"]).register(app)  # ray is imported only inside `vfx serve`
 
 
 def main() -> None:
