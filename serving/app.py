@@ -20,6 +20,7 @@ from ray import serve
 
 from serving.auth import KeyRing, Principal, Role, key_from_headers
 from serving.capabilities import Face, Restyle, Segment
+from serving.consent_api import consent_router
 from serving.jobs import ChunkWorker, JobManager, job_outputs
 from serving.logs import job_logger, setup_logging
 import serving.metrics as metrics
@@ -56,6 +57,9 @@ class Keys:
             self.mtime = mtime
         return self.ring
 
+    def signing_key_of(self, name: str) -> str | None:
+        return self.ring_now().signing_keys.get(name)
+
 
 def authenticate(keys: Keys, authorization: str | None, api_key: str | None, roles: tuple[Role, ...]) -> Principal:
     principal = keys.ring_now().identify(key_from_headers(authorization, api_key))
@@ -74,6 +78,7 @@ def require(*roles: Role):
 
 
 Operator = Annotated[Principal, Depends(require(Role.operator))]
+api.include_router(consent_router(require))
 Admin = Annotated[Principal, Depends(require(Role.admin))]
 
 
@@ -130,6 +135,7 @@ class Gateway:
         # Serve pickles this class by value, so module-level objects used in its methods are copies;
         # shared state goes through the running app (request.app) and the metrics module.
         api.state.keys = Keys(self.settings.keys_file)
+        api.state.consent_db = self.settings.consent_db
 
     @api.get("/healthz", tags=["operations"])
     async def healthz(self) -> dict[str, str]:

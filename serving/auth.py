@@ -35,8 +35,9 @@ def key_digest(key: str) -> str:
 class KeyRing:
     """Maps key digests to principals; loaded once per replica from the keys file."""
 
-    def __init__(self, entries: dict[str, Principal]):
+    def __init__(self, entries: dict[str, Principal], signing_keys: dict[str, str] | None = None):
         self.entries = entries
+        self.signing_keys = signing_keys or {}  # rights holder name -> Ed25519 private key file
 
     @classmethod
     def load(cls, path: str | Path) -> "KeyRing":
@@ -45,12 +46,15 @@ class KeyRing:
             raise VfxError(f"{path}: API keys file not found (create one with `vfx serve-key NAME --role ROLE`)")
         data = yaml.safe_load(path.read_text()) or {}
         entries: dict[str, Principal] = {}
+        signing_keys: dict[str, str] = {}
         for item in data.get("keys", []):
             try:
                 entries[item["sha256"]] = Principal(name=str(item["name"]), role=Role(item["role"]))
             except (KeyError, ValueError, TypeError):
                 raise VfxError(f"{path}: each key needs name, role (operator|rights_holder|admin) and sha256") from None
-        return cls(entries)
+            if item.get("signing_key"):
+                signing_keys[str(item["name"])] = str(Path(item["signing_key"]).expanduser())
+        return cls(entries, signing_keys)
 
     def identify(self, key: str | None) -> Principal | None:
         if not key:

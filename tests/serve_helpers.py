@@ -42,15 +42,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def write_keys(path: Path) -> dict[str, str]:
+def write_keys(path: Path, signing_key: Path | None = None) -> dict[str, str]:
     keys = {who: f"test-{who}-{os.urandom(8).hex()}" for who in (*ROLES, "operator2")}
-    entries = [{"name": who, "role": "operator" if who == "operator2" else who, "sha256": key_digest(key)}
+    entries = [{"name": who, "role": "operator" if who == "operator2" else who, "sha256": key_digest(key),
+                **({"signing_key": str(signing_key)} if signing_key and who == "rights_holder" else {})}
                for who, key in keys.items()]
     path.write_text(yaml.safe_dump({"keys": entries}))
     return keys
 
 
-def start_app(root: Path, overrides: dict[str, Any] | None = None, deployments: dict[str, Any] | None = None) -> ServeApp:
+def start_app(root: Path, overrides: dict[str, Any] | None = None, deployments: dict[str, Any] | None = None,
+              signing_key: Path | None = None) -> ServeApp:
     import ray
     from ray import serve
 
@@ -58,7 +60,7 @@ def start_app(root: Path, overrides: dict[str, Any] | None = None, deployments: 
 
     state = root / "state"
     state.mkdir(parents=True, exist_ok=True)
-    keys = write_keys(root / "keys.yaml")
+    keys = write_keys(root / "keys.yaml", signing_key)
     args = {"state_dir": str(state), "keys_file": str(root / "keys.yaml"), "input_roots": [str(SAMPLES)],
             "jobs": {"chunk_frames": 12, "overlap_frames": 3, "poll_s": 0.5},
             "stream": {"max_batch_size": 8, "batch_wait_timeout_s": 0.01, "queue_frames": 8, "max_inflight": 4},

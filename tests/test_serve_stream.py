@@ -22,7 +22,16 @@ RECV_TIMEOUT_S = 60
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    served = start_app(tmp_path_factory.mktemp("serve-stream"))
+    from vfx.consent.keys import generate_key
+    from vfx.consent.store import ConsentStore
+    from vfx.consent.subjects import enroll
+
+    root = tmp_path_factory.mktemp("serve-stream")
+    generate_key(root / "holder.key")
+    consent_db = f"sqlite:///{root / 'consent.sqlite'}"
+    embeddings = np.random.default_rng(3).normal(size=(4, 128)).astype(np.float32)
+    enroll(ConsentStore(consent_db), "roxanne", embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), "test")
+    served = start_app(root, overrides={"consent_db": consent_db}, signing_key=root / "holder.key")
     yield served
     stop_app()
 
@@ -144,8 +153,10 @@ def test_stream_refuses_bad_options(app):
 
 
 ROUTES = [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("GET", "/v1/jobs/x/output"),
-          ("DELETE", "/v1/jobs/x"), ("GET", "/metrics")]
-NEEDS = {"/metrics": {"admin"}}
+          ("DELETE", "/v1/jobs/x"), ("GET", "/metrics"), ("POST", "/v1/consent/grants"),
+          ("POST", "/v1/consent/grants/g-x/revoke"), ("GET", "/v1/consent/grants"), ("GET", "/v1/consent/grants/g-x"),
+          ("GET", "/v1/consent/subjects"), ("GET", "/v1/consent/verify")]
+NEEDS = {"/metrics": {"admin"}, **{route: {"rights_holder", "admin"} for _, route in ROUTES if "/consent/" in route}}
 
 
 @pytest.mark.parametrize("method, route", ROUTES)
@@ -176,3 +187,26 @@ def test_health_openapi_and_metrics(app):
     assert samples['vfx_batch_size_count{deployment="Segment"}'] > 0
     assert samples['vfx_http_requests_total{route="/healthz",status="200"}'] >= 1
     assert "vfx_stream_queue_frames" in samples and 'vfx_jobs{state="running"}' in samples
+
+
+def test_rights_holder_grants_and_revokes_consent_through_the_api(app):
+    with app.client("rights_holder") as holder, app.client("admin") as admin:
+        assert holder.get("/v1/consent/subjects").json() == [{"subject": "roxanne", "references": 4}]
+        issued = holder.post("/v1/consent/grants", json={"subject": "roxanne", "project": "megamind",
+                                                         "ops": ["rejuvenate"], "until": "2099-12-31"})
+        assert issued.status_code == 201, issued.text
+        grant = issued.json()
+        assert grant["state"] == "active" and grant["operations"] == ["rejuvenate"]
+        unknown = holder.post("/v1/consent/grants", json={"subject": "nobody", "project": "megamind",
+                                                          "ops": ["rejuvenate"], "until": "2099-12-31"})
+        assert unknown.status_code == 422 and "no enrolled subject" in unknown.json()["detail"]
+        revoked = holder.post(f"/v1/consent/grants/{grant['grant_id']}/revoke", json={"reason": "withdrawn"})
+        assert revoked.status_code == 200, revoked.text
+        again = holder.post(f"/v1/consent/grants/{grant['grant_id']}/revoke", json={"reason": "twice"})
+        assert again.status_code == 422 and "already revoked" in again.json()["detail"]
+        states = {g["grant_id"]: g["state"] for g in holder.get("/v1/consent/grants").json()}
+        assert states[grant["grant_id"]] == "revoked"
+        report = admin.get("/v1/consent/verify").json()
+        assert report["ok"] and report["entries"] >= 3  # enrolment, grant, revocation
+        assert admin.post("/v1/consent/grants", json={"subject": "roxanne", "project": "p", "ops": ["rejuvenate"],
+                                                      "until": "2099-12-31"}).status_code == 403  # admin holds no signing key
