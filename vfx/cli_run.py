@@ -43,6 +43,7 @@ def run(
     project: Optional[str] = typer.Option(None, "--project", help="Consent project whose grants allow face edits."),
     consent_policy: Optional[str] = typer.Option(None, "--consent-policy", help="skip (edit only consented faces) | fail (refuse the job if any face is refused)."),
     strict: bool = typer.Option(False, "--strict", help="Refuse a damaged input instead of concealing undecodable frames."),
+    provenance: bool = typer.Option(True, "--provenance/--no-provenance", help="Sign a provenance sidecar and embed C2PA (MP4/MOV)."),
     preview: Optional[str] = typer.Option(None, "--preview", help="Also write a before/after contact sheet PNG here."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -53,7 +54,7 @@ def run(
         "restyle.prompt": prompt, "restyle.negative_prompt": negative_prompt, "restyle.strength": strength,
         "restyle.steps": steps, "restyle.seed": seed, "face.rejuvenate": rejuvenate, "face.lipsync": lipsync,
         "consent.project": project, "consent.policy": consent_policy, "device": device, "batch_size": batch_size,
-        "output.on_bad_frames": "fail" if strict else None,
+        "output.on_bad_frames": "fail" if strict else None, "output.provenance": None if provenance else False,
     })
     result = _run_with_progress(JobSpec(input=input, output=output, config=pipeline, frames=frames, matte=matte), quiet)
     if preview:
@@ -69,6 +70,10 @@ def _run_with_progress(spec: JobSpec, quiet: bool) -> JobResult:
     if result.bad_frames:
         typer.echo(f"vfx: warning: {len(result.bad_frames)} frame(s) could not be decoded and were concealed "
                    f"with the previous good frame: {_ranges(result.bad_frames)}", err=True)
+    if result.grant_ids:
+        typer.echo(f"face edits under grants: {', '.join(result.grant_ids)}")
+    if result.provenance:
+        typer.echo(f"provenance: {result.provenance}")
     typer.echo(f"{result.output}: {result.frames} frames in {result.seconds:.1f} s ({result.fps:.1f} frames/s), "
                f"{' -> '.join(f'{k}:{v}' for k, v in result.backends.items())} on {result.device}, batch {result.batch_size}")
     return result

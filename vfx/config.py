@@ -60,6 +60,7 @@ class OutputConfig(BaseModel):
     preset: str = "veryfast"
     keep_audio: bool = True
     on_bad_frames: Literal["conceal", "fail"] = "conceal"
+    provenance: bool = Field(True, description="sign a provenance sidecar (and C2PA for MP4/MOV) for every output")
 
 
 class PipelineConfig(BaseModel):

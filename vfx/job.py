@@ -6,8 +6,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from vfx.config import PipelineConfig
+from vfx.config import FaceConfig, PipelineConfig
 from vfx.devices import default_batch_size, resolve_device
 from vfx.errors import VfxError
 from vfx.frames import ShotState, Step
@@ -42,18 +43,56 @@ class JobResult:
     batch_size: int
     steps: list[str]
     backends: dict[str, str]
+    grant_ids: list[str] = field(default_factory=list)
+    provenance: str | None = None
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def build_steps(config: PipelineConfig, device: str) -> list[Step]:
-    """Segment first (it reads the untouched frames), then the restyle that composites over it."""
-    steps = [s for s in (build_segmenter(config.segment, device), build_restyler(config.restyle, device)) if s is not None]
+def build_steps(config: PipelineConfig, device: str, gate: Any | None = None) -> list[Step]:
+    """Segment first (it reads the untouched frames), then consent-gated face edits, then the
+    restyle, which composites the (possibly edited) subject over the new surroundings."""
+    steps = [build_segmenter(config.segment, device), *build_face_steps(config.face, gate),
+             build_restyler(config.restyle, device)]
+    steps = [s for s in steps if s is not None]
     if not steps:
-        raise VfxError("nothing to do: give --subject and/or --style, --style-image or --prompt")
+        raise VfxError("nothing to do: give --subject, --style, --style-image, --prompt, --rejuvenate or --lipsync")
     return steps
+
+
+def needs_consent(config: PipelineConfig) -> bool:
+    return config.face.rejuvenate is not None or config.face.lipsync is not None
+
+
+def build_face_steps(face: FaceConfig, gate: Any | None) -> list[Step]:
+    if face.rejuvenate is None and face.lipsync is None:
+        return []
+    from vfx.face.detect import DetectFaces
+    from vfx.face.lipsync import LipSync
+    from vfx.face.rejuvenate import Rejuvenate
+
+    if gate is None:
+        raise VfxError("face edits run only through the consent gate (--project)")
+    if face.backend not in ("auto", "classic", "onnx"):
+        raise VfxError(f"face backend {face.backend!r}: expected auto, classic or onnx")
+    backend = "onnx" if face.backend == "onnx" else "classic"
+    shared = DetectFaces()  # both steps read the same detections and tracks
+    steps: list[Step] = []
+    if face.rejuvenate is not None:
+        steps.append(Rejuvenate(gate, face.rejuvenate, backend=backend, faces=shared,
+                                model_path=_onnx_model("face_age_onnx", "face_age.onnx") if backend == "onnx" else None))
+    if face.lipsync is not None:
+        steps.append(LipSync(gate, face.lipsync, backend=backend, faces=shared,
+                             model_path=_onnx_model("face_lipsync_onnx", "face_lipsync.onnx") if backend == "onnx" else None))
+    return steps
+
+
+def _onnx_model(name: str, filename: str) -> str:
+    from vfx.models import ModelStore
+
+    return str(ModelStore().require(name) / filename)
 
 
 def plan(spec: JobSpec) -> tuple[VideoInfo, FrameRange]:
@@ -72,10 +111,43 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
     info, frame_range = plan(spec)
     config = spec.config
     device = resolve_device(config.device)
-    steps = build_steps(config, device)
+    gate = _open_gate(config) if needs_consent(config) else None
+    steps = build_steps(config, device, gate)
     batch_size = config.batch_size or default_batch_size(device)
     shot = ShotState(width=info.width, height=info.height, fps=float(info.fps), first_frame=frame_range.first,
                      last_frame=frame_range.last, source_path=info.path, project=config.consent.project)
+    job_record = {"input": info.path, "output": spec.output, "frames": [frame_range.first, frame_range.last],
+                  "steps": [s.name for s in steps]}
+    if gate is not None:
+        gate.record_job("started", job_record)
+    try:
+        result, bad_frames = _process(spec, info, frame_range, steps, shot, batch_size, progress, cancelled, on_start)
+    except BaseException as exc:
+        if gate is not None:
+            gate.record_job("failed", {**job_record, "error": str(exc) or type(exc).__name__})
+        raise
+    grant_ids = gate.grant_ids_used() if gate is not None else []
+    ledger_head = gate.record_job("finished", {**job_record, "grant_ids": grant_ids}) if gate is not None else None
+    backends = {s.name: type(s).__name__ for s in steps}
+    provenance = None
+    if config.output.provenance and not info.is_sequence and not Path(spec.output).name.count("%"):
+        provenance = str(_write_provenance(spec, info, frame_range, steps, backends, grant_ids, ledger_head, device))
+    return JobResult(
+        output=spec.output, matte=spec.matte, frame_range=frame_range, frames=result.frames, seconds=result.seconds,
+        bad_frames=bad_frames, device=device, batch_size=batch_size, steps=[s.name for s in steps],
+        backends=backends, grant_ids=grant_ids, provenance=provenance,
+    )
+
+
+def _open_gate(config: PipelineConfig):
+    from vfx.consent.gate import open_gate
+
+    return open_gate(config.consent.db, config.consent.project, config.consent.policy)
+
+
+def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: list[Step], shot: ShotState,
+             batch_size: int, progress, cancelled, on_start):
+    config = spec.config
     strict = config.output.on_bad_frames == "fail"
     for step in steps:
         prepare = getattr(step, "prepare", None)
@@ -84,10 +156,12 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
     if on_start is not None:
         on_start(len(frame_range))
     reader = FrameReader(info, frame_range, strict=strict)
-    sinks: list[Sink] = [FrameWriter(spec.output, info, frame_range, keep_audio=config.output.keep_audio,
-                                     crf=config.output.crf, preset=config.output.preset,
-                                     with_alpha=spec.output.lower().endswith(".exr"))]
+    new_audio = next((s.audio_path for s in steps if getattr(s, "audio_path", None)), None)
+    sinks: list[Sink] = []
     try:
+        sinks.append(FrameWriter(spec.output, info, frame_range, keep_audio=config.output.keep_audio,
+                                 crf=config.output.crf, preset=config.output.preset,
+                                 with_alpha=spec.output.lower().endswith(".exr"), audio_path=new_audio))
         if spec.matte:
             sinks.append(MatteWriter(spec.matte, info, frame_range))
         result = Pipeline(steps, queue_depth=config.queue_depth)(reader.batches(batch_size), shot, sinks, progress, cancelled)
@@ -100,8 +174,22 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
             finish = getattr(step, "finish", None)
             if finish is not None:
                 finish(shot)
-    return JobResult(
-        output=spec.output, matte=spec.matte, frame_range=frame_range, frames=result.frames, seconds=result.seconds,
-        bad_frames=reader.bad_frames, device=device, batch_size=batch_size, steps=[s.name for s in steps],
-        backends={s.name: type(s).__name__ for s in steps},
-    )
+    return result, reader.bad_frames
+
+
+def _write_provenance(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: list[Step],
+                      backends: dict[str, str], grant_ids: list[str], ledger_head: str | None, device: str) -> Path:
+    from vfx.provenance import write_provenance
+
+    config = spec.config
+    inputs = [info.path] + [p for p in (config.restyle.style_image, config.face.lipsync) if p]
+    model_hashes: dict[str, str] = {}
+    if needs_consent(config):
+        from vfx.face.identity import model_hashes as identity_hashes
+
+        model_hashes.update(identity_hashes())
+    for step in steps:
+        model_hashes.update(getattr(step, "model_hashes", {}) or {})
+    described = [{"name": s.name, "backend": type(s).__name__} for s in steps]
+    described.insert(0, {"name": "decode", "frames": [frame_range.first, frame_range.last], "device": device})
+    return write_provenance(spec.output, inputs, described, backends, model_hashes, grant_ids, ledger_head)

@@ -37,10 +37,17 @@ def _add_parent(builder: Any, source: Path | None, edited_output: Path) -> None:
     """The opened ingredient: the source file when C2PA can read its format, else the output as rendered."""
     import c2pa
 
-    parent = source if source is not None and _mime(source) in c2pa.Builder.get_supported_mime_types() else edited_output
-    ingredient = {"title": parent.name, "relationship": "parentOf", "instance_id": PARENT_ID}
-    with open(parent, "rb") as stream:
-        builder.add_ingredient(ingredient, _mime(parent), stream)
+    readable = source is not None and _mime(source) in c2pa.Builder.get_supported_mime_types()
+    for parent in ([source] if readable else []) + [edited_output]:
+        ingredient = {"title": parent.name, "relationship": "parentOf", "instance_id": PARENT_ID}
+        try:
+            with open(parent, "rb") as stream:
+                builder.add_ingredient(ingredient, _mime(parent), stream)
+            return
+        except c2pa.C2paError:
+            if parent == edited_output:
+                raise
+            # a damaged source C2PA cannot parse: its sha256 is still in the signed sidecar
 
 
 def _mime(path: Path) -> str:
@@ -66,6 +73,7 @@ def embed_c2pa(path: Path, manifest: dict[str, Any], material: SigningMaterial, 
             _add_parent(builder, source, path)
             with open(path, "rb") as source, open(tmp, "wb") as dest:
                 builder.sign(signer, mime, source, dest)
+        os.chmod(tmp, path.stat().st_mode)  # mkstemp made it 0600
         os.replace(tmp, path)
     except c2pa.C2paError as exc:
         raise VfxError(f"{path}: C2PA signing failed: {exc}") from exc

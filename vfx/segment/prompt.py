@@ -102,7 +102,7 @@ class PromptSegmenter:
                 log.warning("subject not tracked before frame %d: shot cut", shot.first_frame + i + 1)
                 mask = np.zeros_like(mask)
             elif mask.any():
-                mask = self._propagate(mask, self._flow(gray, later_gray), rgb)
+                mask = self._propagate(mask, self._flows(gray, later_gray), rgb)
             masks.append(mask)
             later_gray, later_thumb = gray, thumb
         with open(state.backward_file, "wb") as f:
@@ -123,7 +123,7 @@ class PromptSegmenter:
         earlier = [state.previous_gray] + grays[:-1]
         numbers = batch.indices.tolist()
         flows = map_frames(
-            lambda i: self._flow(grays[i], earlier[i]) if numbers[i] > state.key_frame and earlier[i] is not None else None,
+            lambda i: self._flows(grays[i], earlier[i]) if numbers[i] > state.key_frame and earlier[i] is not None else None,
             list(range(len(batch))),
         )
         thumbs = map_frames(thumbnail_grey, smalls)
@@ -160,36 +160,47 @@ class PromptSegmenter:
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
         return feather(hard, self.feather_px)
 
-    def _flow(self, gray: np.ndarray, earlier_gray: np.ndarray) -> np.ndarray:
-        """Dense flow from ``gray`` back to ``earlier_gray``: where each pixel came from."""
+    def _flows(self, gray: np.ndarray, other_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Dense flow both ways between a frame and its tracked neighbour (DIS, one per thread)."""
         dis = getattr(self._local, "dis", None)
         if dis is None:
             dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
             self._local.dis = dis
-        return dis.calc(gray, earlier_gray, None)
+        return dis.calc(gray, other_gray, None), dis.calc(other_gray, gray, None)
 
-    def _propagate(self, mask: np.ndarray, flow: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    def _propagate(self, mask: np.ndarray, flows: tuple[np.ndarray, np.ndarray], rgb: np.ndarray) -> np.ndarray:
+        """Carry the neighbour's mask into this frame, trusting only flow that agrees both ways.
+
+        Background uncovered behind a moving subject gets flow "from the subject" by smoothness;
+        there the forward and backward flows disagree, and those pixels are left to GrabCut
+        instead of being glued to the subject (which made the matte smear a trail).
+        """
+        back, forward = flows
         h, w = mask.shape
         grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        warped = cv2.remap(mask.astype(np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1],
-                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.5
+        map_x, map_y = grid_x + back[..., 0], grid_y + back[..., 1]
+        warped = cv2.remap(mask.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.5
         if not warped.any():
             return warped  # the subject has left the frame
-        return self._refine(rgb, warped)
+        forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        disagreement = np.linalg.norm(back + forward_there, axis=-1)
+        reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
+        return self._refine(rgb, warped, reliable)
 
-    def _refine(self, rgb: np.ndarray, prior: np.ndarray) -> np.ndarray:
-        """GrabCut in a band around the prior's edge; the prior's core and far outside are fixed."""
+    def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+        """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed."""
         area = float(prior.sum())
         band = int(np.clip(0.06 * np.sqrt(area), 3, 20))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
         prior_u8 = prior.astype(np.uint8)
         grown = cv2.dilate(prior_u8, kernel).astype(bool)
-        core = cv2.erode(prior_u8, kernel).astype(bool)
+        core = cv2.erode((prior & reliable).astype(np.uint8), kernel).astype(bool)
         x0, y0, x1, y1 = _padded_box(grown, 3 * band, prior.shape)
         labels = np.full((y1 - y0, x1 - x0), cv2.GC_BGD, dtype=np.uint8)
         sl = (slice(y0, y1), slice(x0, x1))
         labels[grown[sl]] = cv2.GC_PR_BGD
-        labels[prior[sl]] = cv2.GC_PR_FGD
+        labels[(prior & reliable)[sl]] = cv2.GC_PR_FGD
         labels[core[sl]] = cv2.GC_FGD
         refined = prior.copy()
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():

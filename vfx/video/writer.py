@@ -81,14 +81,19 @@ class _AtomicTarget:
 
 
 class _AudioTrack:
-    """Moves the source's audio for ``frame_range`` into ``output``, interleaved with the video."""
+    """Moves audio from ``source`` between ``start`` and ``end`` seconds into ``output``, interleaved
+    with the video; a stream copy when ``whole`` (nothing to trim) and the container takes the codec."""
 
-    def __init__(self, source: str, output: av.container.OutputContainer, frame_range: FrameRange, info: VideoInfo):
-        self.input = av.open(source, metadata_errors="ignore")
+    def __init__(self, source: str, output: av.container.OutputContainer, start: float, end: float, whole: bool):
+        try:
+            self.input = av.open(source, metadata_errors="ignore")
+        except av.FFmpegError as exc:
+            raise VfxError(f"{source}: not a readable audio file ({exc})") from None
+        if not self.input.streams.audio:
+            self.input.close()
+            raise VfxError(f"{source}: has no audio stream")
         self.in_stream = self.input.streams.audio[0]
-        self.start = (frame_range.first - info.first_frame) / float(info.fps)
-        self.end = (frame_range.last + 1 - info.first_frame) / float(info.fps)
-        whole = frame_range == info.full_range
+        self.start, self.end = start, end
         allowed = COPYABLE_AUDIO.get(output.format.name.split(",")[0], set())
         self.copy = whole and (allowed is None or self.in_stream.codec_context.name in allowed)
         if self.copy:
@@ -100,7 +105,7 @@ class _AudioTrack:
             self.out_stream = output.add_stream("aac", rate=rate, layout=layout)
             self.out_stream.bit_rate = 192_000
             self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=1024)
-            self.frames = self.input.decode(self.in_stream)
+            self.frames = self._decoded_frames()
             self.samples_written = 0
         self.output = output
         self.done = False
@@ -120,14 +125,20 @@ class _AudioTrack:
                 if packet.pts is not None and float(packet.pts * packet.time_base) >= seconds:
                     break
             else:
-                try:
-                    frame = next(self.frames)
-                except (StopIteration, av.FFmpegError):
+                frame = next(self.frames, None)
+                if frame is None:
                     self._flush()
                     break
                 self._encode_trimmed(frame)
                 if frame.time is not None and frame.time - self.start >= seconds:
                     break
+
+    def _decoded_frames(self):
+        for packet in self.input.demux(self.in_stream):
+            try:
+                yield from packet.decode()
+            except av.InvalidDataError:
+                continue  # a damaged audio packet is silence, not the end of the track
 
     def _encode_trimmed(self, frame: av.AudioFrame) -> None:
         if frame.time is None:
@@ -177,7 +188,9 @@ class FrameWriter:
     """
 
     def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange, keep_audio: bool = True,
-                 crf: int = 18, preset: str = "veryfast", with_alpha: bool = False):
+                 crf: int = 18, preset: str = "veryfast", with_alpha: bool = False, audio_path: str | None = None):
+        """``audio_path``: a new soundtrack (e.g. a dub for lip-sync) starting at the range's first frame,
+        used instead of the source's audio."""
         check_output_path(path)
         self.path = path
         self.info = info
@@ -188,9 +201,13 @@ class FrameWriter:
         self.container: av.container.OutputContainer | None = None
         self.audio: _AudioTrack | None = None
         if not self.target.sequence:
-            self._open_container(keep_audio, crf, preset)
+            try:
+                self._open_container(keep_audio, crf, preset, audio_path)
+            except BaseException:
+                self.abort()
+                raise
 
-    def _open_container(self, keep_audio: bool, crf: int, preset: str) -> None:
+    def _open_container(self, keep_audio: bool, crf: int, preset: str, audio_path: str | None) -> None:
         fmt = CONTAINER_FORMATS[Path(self.path).suffix.lower()]
         options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
         self.container = av.open(str(self.target.tmp), mode="w", format=fmt, options=options)
@@ -201,8 +218,13 @@ class FrameWriter:
         stream.options = {"crf": str(crf), "preset": preset}
         stream.codec_context.time_base = Fraction(1) / self.info.fps
         self.stream = stream
-        if keep_audio and self.info.audio_codec and not self.info.is_sequence:
-            self.audio = _AudioTrack(self.info.path, self.container, self.range, self.info)
+        duration = len(self.range) / float(self.info.fps)
+        if audio_path is not None:
+            self.audio = _AudioTrack(audio_path, self.container, 0.0, duration, whole=False)
+        elif keep_audio and self.info.audio_codec and not self.info.is_sequence:
+            start = (self.range.first - self.info.first_frame) / float(self.info.fps)
+            self.audio = _AudioTrack(self.info.path, self.container, start, start + duration,
+                                     whole=self.range == self.info.full_range)
 
     def write(self, batch: FrameBatch) -> None:
         for i, number in enumerate(batch.indices.tolist()):
@@ -244,6 +266,7 @@ class FrameWriter:
             self.container = None
         if self.audio is not None:
             self.audio.input.close()
+            self.audio = None
         self.target.abort()
 
 

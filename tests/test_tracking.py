@@ -1,0 +1,75 @@
+"""Prompt tracking through camera motion, on a clip whose true matte is known.
+
+The clip: real footage (a window panning and zooming across vtest.avi, i.e. camera motion)
+with a real cut-out (a region of messi5.jpg, an irregular shape) moving over it. The tracker
+gets a box or clicks on one key frame and must follow the cut-out both ways.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SAMPLES
+from video_helpers import read_all, write_sequence
+from vfx.config import PipelineConfig, with_overrides
+from vfx.job import JobSpec, run_job
+from vfx.video import FrameRange, FrameReader, probe
+
+FRAMES = 40
+SIZE = (480, 360)  # w, h
+
+
+def cutout() -> tuple[np.ndarray, np.ndarray]:
+    photo = cv2.cvtColor(cv2.imread(str(SAMPLES / "messi5.jpg")), cv2.COLOR_BGR2RGB)
+    patch = cv2.resize(photo[40:300, 180:420], (110, 120))
+    mask = np.zeros(patch.shape[:2], np.uint8)
+    cv2.ellipse(mask, (55, 45), (40, 40), 0, 0, 360, 1, -1)
+    cv2.fillPoly(mask, [np.array([[20, 60], [95, 55], [105, 118], [8, 115]])], 1)
+    return patch, mask.astype(bool)
+
+
+def make_clip(folder) -> tuple[str, np.ndarray, list[tuple[int, int]]]:
+    info = probe(SAMPLES / "vtest.avi")
+    background = [f for _, f in FrameReader(info, FrameRange(200, 200 + FRAMES - 1)).frames()]
+    patch, shape = cutout()
+    frames, truths, positions = [], [], []
+    for t, source in enumerate(background):
+        zoom = 1.0 + 0.004 * t  # the camera pushes in while it pans right and down
+        w, h = int(560 / zoom), int(420 / zoom)
+        x0, y0 = 20 + 3 * t, 10 + int(1.5 * t)
+        frame = cv2.resize(source[y0:y0 + h, x0:x0 + w], SIZE, interpolation=cv2.INTER_AREA)
+        px, py = 60 + 6 * t, 80 + int(60 * np.sin(t / 8))
+        truth = np.zeros(frame.shape[:2], bool)
+        region = frame[py:py + patch.shape[0], px:px + patch.shape[1]]
+        region[shape] = patch[shape]
+        truth[py:py + patch.shape[0], px:px + patch.shape[1]] = shape
+        frames.append(frame)
+        truths.append(truth)
+        positions.append((px, py))
+    return write_sequence(folder, np.stack(frames), first=0, pattern="clip.%04d.png"), np.stack(truths), positions
+
+
+def mean_iou(mattes: np.ndarray, truths: np.ndarray) -> float:
+    ious = [np.logical_and(m, t).sum() / np.logical_or(m, t).sum() for m, t in zip(mattes, truths)]
+    return float(np.mean(ious))
+
+
+@pytest.mark.parametrize("key_frame,prompt", [
+    (0, "box"),
+    (20, "box"),  # tracked backward to frame 0 and forward to the end
+    (20, "points"),
+])
+def test_prompt_tracking_iou(tmp_path, key_frame, prompt):
+    pattern, truths, positions = make_clip(tmp_path)
+    px, py = positions[key_frame]
+    if prompt == "box":
+        subject = f"box:{px - 4},{py - 4},118,128@{key_frame}"
+    else:
+        subject = f"point:{px + 55},{py + 45}@{key_frame}+point:{px + 55},{py + 95}@{key_frame}+negpoint:{px - 30},{py + 60}@{key_frame}"
+    config = with_overrides(PipelineConfig(), {"segment.subject": [subject], "restyle.style": "night", "segment.feather_px": 0})
+    run_job(JobSpec(pattern, str(tmp_path / "out.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
+    _, mattes = read_all(tmp_path / "m.%04d.png")
+    iou = mean_iou(mattes[..., 0] > 127, truths)
+    print(f"\nprompt tracking, {prompt} on key frame {key_frame}: mean IoU {iou:.3f} over {FRAMES} frames")
+    assert iou >= 0.85
