@@ -10,7 +10,16 @@ log = logging.getLogger(__name__)
 CPU_BATCH_SIZE = 8
 
 
+def nvidia_driver_present() -> bool:
+    """Whether an NVIDIA kernel driver is loaded, without importing torch (1 GB and seconds on a CPU box)."""
+    from pathlib import Path
+
+    return Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*"))
+
+
 def cuda_available() -> bool:
+    if not nvidia_driver_present():
+        return False
     try:
         import torch
     except ImportError:
