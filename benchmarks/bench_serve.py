@@ -66,7 +66,7 @@ def start(root: Path, num_cpus: int, max_batch: int) -> tuple[str, str]:
 async def client(url: str, key: str, frames: list[bytes], batched: bool) -> dict:
     latencies: list[float] = []
     sent_at: dict[int, float] = {}
-    async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=2**24) as ws:
+    async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=2**24, open_timeout=60) as ws:
         await ws.send(json.dumps({**OPTIONS, "batched": batched}))
         assert json.loads(await ws.recv())["type"] == "ready"
         window = asyncio.Semaphore(WINDOW)

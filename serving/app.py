@@ -318,7 +318,8 @@ class Gateway:
 
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    "Gateway": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}},
+    # every open stream is one ongoing request on the gateway for as long as it lasts
+    "Gateway": {"num_replicas": 1, "max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.1}},
     "JobManager": {"num_replicas": 1, "max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.05}},
     "ChunkWorker": {"num_replicas": 2, "max_ongoing_requests": 1, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}},
     "Segment": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0}},
