@@ -78,8 +78,8 @@ def tiny_diffusion(root: Path, name: str, inpaint: bool = False, seed: int = 0, 
         block_out_channels=(16, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=4,
         norm_num_groups=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-                        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), latent_channels=4,
+    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,  # 8x, like SD
+                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(8, 8, 16, 16), latent_channels=4,
                         norm_num_groups=8, sample_size=32)
     text = CLIPTextModel(CLIPTextConfig(vocab_size=128, hidden_size=32, intermediate_size=37, num_attention_heads=4,
                                         num_hidden_layers=2, max_position_embeddings=16, bos_token_id=0,
@@ -105,7 +105,7 @@ def tiny_controlnet(root: Path, unet_folder: Path, name: str = "controlnet_tiny"
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel.from_pretrained(unet_folder / "unet", variant="fp16")
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 8, 16))
     with torch.no_grad():  # a trained ControlNet's zero-convolutions are no longer zero
         for module in [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]:
             module.weight.normal_(0, 0.05)
