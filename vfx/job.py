@@ -69,7 +69,7 @@ def needs_consent(config: PipelineConfig) -> bool:
 def build_face_steps(face: FaceConfig, gate: Any | None) -> list[Step]:
     if face.rejuvenate is None and face.lipsync is None:
         return []
-    from vfx.face.detect import DetectFaces
+    from vfx.face.tracks import DetectFaces
     from vfx.face.lipsync import LipSync
     from vfx.face.rejuvenate import Rejuvenate
 
