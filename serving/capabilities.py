@@ -7,8 +7,9 @@ and an unbatched (per-frame) form, so the benchmark can compare the two in one r
 from __future__ import annotations
 
 import asyncio
-import time
+import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from ray import serve
 
 from serving.settings import StreamSettings
 from vfx.frames import FrameBatch, ShotState
-from vfx.parallel import map_frames
+from vfx.parallel import cpu_workers, map_frames
 from vfx.restyle.classic import ClassicRestyle
 from vfx.segment.person import PersonSegmenter
 
@@ -54,8 +55,13 @@ class StreamStates:
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.states: OrderedDict[str, ShotState] = OrderedDict()
+        self.lock = threading.Lock()  # unbatched calls run in several threads at once
 
     def get(self, stream_id: str, height: int, width: int) -> ShotState:
+        with self.lock:
+            return self._get(stream_id, height, width)
+
+    def _get(self, stream_id: str, height: int, width: int) -> ShotState:
         state = self.states.get(stream_id)
         if state is None or (state.height, state.width) != (height, width):
             state = ShotState(width=width, height=height, fps=0.0, first_frame=0, last_frame=2**31 - 1)
@@ -89,7 +95,9 @@ class _Batched:
         self.states = StreamStates(settings.max_streams_state)
         self.process.set_max_batch_size(settings.max_batch_size)
         self.process.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
-        self.batches_seen = 0
+        # Streams of one batch are independent: process them side by side (each step call
+        # already spreads its own frames over vfx's frame pool, which is a different pool).
+        self.streams_pool = ThreadPoolExecutor(max_workers=cpu_workers(), thread_name_prefix="vfx-streams")
 
     def run(self, requests: list[FrameRequest]) -> list[Any]:  # each capability defines its own
         raise TypeError(f"{type(self).__name__} does not define run()")
@@ -113,12 +121,16 @@ class Segment(_Batched):
     def run(self, requests: list[FrameRequest]) -> list[Any]:
         images = map_frames(decode_jpeg, [r.jpeg for r in requests])
         mattes: list[np.ndarray | None] = [None] * len(requests)
-        for (stream_id, _), positions in by_stream(requests).items():
-            h, w = images[positions[0]].shape[:2]
+        groups = list(by_stream(requests).items())
+        states = [self.states.get(stream_id, *images[positions[0]].shape[:2]) for (stream_id, _), positions in groups]
+
+        def segment(group: int) -> None:
+            positions = groups[group][1]
             batch = frame_batch([images[p] for p in positions], [requests[p].seq for p in positions])
-            result = self.segmenter(batch, self.states.get(stream_id, h, w))
-            for p, matte in zip(positions, result.matte):
+            for p, matte in zip(positions, self.segmenter(batch, states[group]).matte):
                 mattes[p] = (np.clip(matte, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+        list(self.streams_pool.map(segment, range(len(groups))))
         return mattes
 
 
@@ -137,15 +149,21 @@ class Restyle(_Batched):
     def run(self, requests: list[FrameRequest]) -> list[Any]:
         images = map_frames(decode_jpeg, [r.jpeg for r in requests])
         out: list[np.ndarray | None] = [None] * len(requests)
-        for (stream_id, style), positions in by_stream(requests).items():
-            h, w = images[positions[0]].shape[:2]
+        groups = list(by_stream(requests).items())
+        states = [self.states.get(f"{stream_id}/{style}", *images[positions[0]].shape[:2])
+                  for (stream_id, style), positions in groups]
+        restylers = [self.restyler(style) for (_, style), _ in groups]
+
+        def restyle(group: int) -> None:
+            positions = groups[group][1]
             batch = frame_batch([images[p] for p in positions], [requests[p].seq for p in positions])
             mattes = [requests[p].matte for p in positions]
             if all(m is not None for m in mattes):
                 batch.matte = np.stack(mattes).astype(np.float32) / 255.0
-            result = self.restyler(style)(batch, self.states.get(f"{stream_id}/{style}", h, w))
-            for p, frame in zip(positions, result.frames):
+            for p, frame in zip(positions, restylers[group](batch, states[group]).frames):
                 out[p] = frame
+
+        list(self.streams_pool.map(restyle, range(len(groups))))
         return map_frames(encode_jpeg, out)
 
 
