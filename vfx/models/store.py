@@ -65,7 +65,7 @@ class ModelStore:
         folder = self.folder(name)
         missing = [f.path for f in entry.files if not (folder / f.path).is_file()]
         if len(missing) == len(entry.files):
-            return Status(name, "missing", f"vfx models fetch {name}")
+            return Status(name, "missing", f"vfx models fetch {name}, or vfx models import {name} PATH")
         if missing:
             return Status(name, "missing", f"{len(missing)} of {len(entry.files)} files absent, e.g. {missing[0]}; vfx models fetch {name}")
         lock, stamp = self._read(folder / LOCK), self._read(folder / STAMP)
