@@ -9,7 +9,6 @@ complete or not at all, so a resumed job redoes only chunks without one.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from serving.store import Chunk
+from vfx.hashing import sha256_file
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch
@@ -115,14 +115,6 @@ def assemble(source: str, chunks: list[Chunk], config: PipelineConfig, job_dir: 
     return len(shot)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(path: Path, job: dict, chunks: list[Chunk], output: Path, matte: Path | None) -> None:
     """A job manifest: what went in, with which settings, in which chunks, and what came out (hashes)."""
     manifest = {
@@ -130,8 +122,8 @@ def write_manifest(path: Path, job: dict, chunks: list[Chunk], output: Path, mat
         "config": json.loads(job["config_json"]),
         "chunks": [{"index": c.index, "process_first": c.process_first, "write_first": c.write_first,
                     "last": c.last, "attempts": c.attempts} for c in chunks],
-        "output": {"file": output.name, "sha256": sha256_of(output), "frames": probe(output).frame_count},
-        "matte": {"file": matte.name, "sha256": sha256_of(matte)} if matte else None,
+        "output": {"file": output.name, "sha256": sha256_file(output), "frames": probe(output).frame_count},
+        "matte": {"file": matte.name, "sha256": sha256_file(matte)} if matte else None,
         "finished_at": time.time(),
     }
     tmp = path.with_suffix(".tmp")

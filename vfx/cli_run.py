@@ -10,6 +10,7 @@ import typer
 
 from vfx.config import load_pipeline_config, with_overrides
 from vfx.errors import VfxError
+from vfx.frames import frame_ranges
 from vfx.job import JobResult, JobSpec, run_job
 from vfx.progress import frame_progress
 from vfx.restyle.styles import STYLE_DESCRIPTIONS
@@ -80,15 +81,7 @@ def _run_with_progress(spec: JobSpec, quiet: bool) -> JobResult:
 
 
 def _ranges(numbers: list[int]) -> str:
-    spans, start, prev = [], numbers[0], numbers[0]
-    for n in numbers[1:] + [None]:
-        if n is not None and n == prev + 1:
-            prev = n
-            continue
-        spans.append(f"{start}" if start == prev else f"{start}-{prev}")
-        if n is not None:
-            start = prev = n
-    return ", ".join(spans)
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in frame_ranges(numbers))
 
 
 def find_samples(explicit: str | None) -> Path:

@@ -84,6 +84,17 @@ class ShotState:
         return self.last_frame - self.first_frame + 1
 
 
+def frame_ranges(numbers: list[int]) -> list[list[int]]:
+    """[3, 4, 5, 9] -> [[3, 5], [9, 9]]: frame numbers as inclusive runs, for reports and ledgers."""
+    runs: list[list[int]] = []
+    for number in sorted(set(numbers)):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return runs
+
+
 class Step(Protocol):
     name: str
 

@@ -25,7 +25,7 @@ from vfx.consent.schema import GrantRow, RevocationRow
 from vfx.consent.store import ConsentStore
 from vfx.consent.subjects import Subject, load_subjects
 from vfx.errors import VfxError
-from vfx.frames import Face
+from vfx.frames import Face, frame_ranges
 
 Policy = Literal["skip", "fail"]
 
@@ -64,17 +64,6 @@ class _Tally:
              "edited": allowed, "frames": frame_ranges(frames), "frame_count": len(set(frames))}
             for (subject, op, grant_id, reason, allowed), frames in self.frames.items()
         ]
-
-
-def frame_ranges(frames: list[int]) -> list[list[int]]:
-    """[3,4,5,9] -> [[3,5],[9,9]]."""
-    ranges: list[list[int]] = []
-    for number in sorted(set(frames)):
-        if ranges and number == ranges[-1][1] + 1:
-            ranges[-1][1] = number
-        else:
-            ranges.append([number, number])
-    return ranges
 
 
 class ConsentGate:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from vfx.face.tracks import FaceTracks
-from vfx.frames import Face, FrameBatch, ShotState
+from vfx.frames import Face, FrameBatch, ShotState, frame_ranges
 
 EMBED_FRAMES = 3  # frames averaged into a track's identity embedding
 
@@ -147,17 +147,6 @@ def identity_box(face: Face) -> tuple[float, float, float, float]:
     x, y, w, h = face.box
     side = max(w, 0.89 * h)
     return (x + w / 2 - side / 2, y + 0.11 * h, side, side)
-
-
-def frame_ranges(frames: list[int]) -> list[list[int]]:
-    """[1,2,3,7,8] -> [[1,3],[7,8]]"""
-    out: list[list[int]] = []
-    for f in sorted(set(frames)):
-        if out and f == out[-1][1] + 1:
-            out[-1][1] = f
-        else:
-            out.append([f, f])
-    return out
 
 
 def finish_consent(gate: Any, shot: ShotState, step: str, operation: str,

@@ -1,12 +1,12 @@
 """The signed provenance sidecar (``OUTPUT.provenance.json``) and, for MP4/MOV, embedded C2PA."""
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vfx.hashing import sha256_file
 from vfx.consent.canonical import canonical_json
 from vfx.consent.keys import key_id, load_private_key, public_key_text, sign_document, signature_is_valid
 from vfx.consent.ledger import utc_now
@@ -22,19 +22,11 @@ def sidecar_path(output: str | Path) -> Path:
     return output.with_name(output.name + SIDECAR_SUFFIX)
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _input_record(path: str) -> dict[str, str]:
     source = Path(path)
     if not source.is_file():
         raise VfxError(f"provenance: input {path} is not a file")
-    return {"path": str(source), "sha256": file_sha256(source)}
+    return {"path": str(source), "sha256": sha256_file(source)}
 
 
 def write_provenance(output_path: str | Path, inputs: list[str], steps: list[dict], backends: dict,
@@ -57,7 +49,7 @@ def write_provenance(output_path: str | Path, inputs: list[str], steps: list[dic
     document = {
         "type": "vfx.provenance/1",
         "created_at": utc_now(),
-        "output": {"name": output.name, "sha256": file_sha256(output)},
+        "output": {"name": output.name, "sha256": sha256_file(output)},
         "inputs": records,
         "steps": steps,
         "backends": backends,
@@ -116,7 +108,7 @@ def _check_sidecar(output: Path, sidecar: Path, report: ProvenanceReport) -> Non
     report.manifest, report.signer_key = document, key_id(signer)
     if not signature_is_valid(signer, document, signature):
         report.problems.append(f"{sidecar.name}: signature does not verify (manifest altered)")
-    if document.get("output", {}).get("sha256") != file_sha256(output):
+    if document.get("output", {}).get("sha256") != sha256_file(output):
         report.problems.append(f"{output.name} changed after its manifest was signed (sha256 differs)")
     canonical_json(document)  # refuses NaN and other non-canonical content
 
