@@ -80,3 +80,17 @@ def test_checkpoint_must_fit_the_architecture(store, tmp_path, monkeypatch):
     with pytest.raises(VfxError, match="does not fit the manifest's architecture"):
         load_sam(other, "sam_tiny", "cpu")
     assert sum(p.numel() for p in build_sam(TINY_SAM).parameters()) < 2_000_000
+
+
+@pytest.mark.parametrize("size", ["b", "l", "h"])
+def test_manifest_architectures_match_the_official_checkpoints(size):
+    """The manifest's vit_b/l/h builds have exactly the parameter names and shapes of segment-anything's
+    own builders, i.e. of the published checkpoints (built on the meta device: no memory, no weights)."""
+    from segment_anything import sam_model_registry
+
+    from vfx.models import load_manifest
+
+    with torch.device("meta"):
+        ours = build_sam(load_manifest().entry(f"sam_vit_{size}").architecture).state_dict()
+        official = sam_model_registry[f"vit_{size}"]().state_dict()
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in official.items()}
