@@ -129,3 +129,12 @@ def test_vfx_run_sam_and_diffusion_end_to_end(store, frames, tmp_path, monkeypat
         config.write_bytes(original)
     assert result.returncode != 0 and len(result.stderr.strip().splitlines()) == 1
     assert "model sd_tiny is corrupt: vae/config.json sha256 mismatch" in result.stderr
+
+
+def test_auto_without_a_gpu_says_why_each_backend_was_passed_over(store, monkeypatch):
+    from vfx.restyle import build_restyler
+
+    monkeypatch.setenv("VFX_MODEL_DIR", str(store.root))
+    monkeypatch.setenv("VFX_MODEL_MANIFEST", str(store.root.parent / f"{store.root.name}-models.yaml"))
+    with pytest.raises(VfxError, match=r"diffusion: no GPU \(device cpu\).*classic: needs --style"):
+        build_restyler(RestyleConfig(prompt="a storm"), "cpu")

@@ -66,6 +66,7 @@ def build_restyler(config: RestyleConfig, device: str) -> Step | None:
     if config.style is None and config.style_image is None and config.prompt is None:
         return None
     if config.backend == "auto":
+        reasons = []
         for name in AUTO_ORDER:
             reason = AVAILABILITY.get(name, lambda *_: None)(config, device)
             if reason is None and name in NEEDS_GPU and not device.startswith("cuda"):
@@ -74,7 +75,8 @@ def build_restyler(config: RestyleConfig, device: str) -> Step | None:
                 log.info("restyle: %s (auto, device %s)", name, device)
                 return RESTYLERS[name](config, device)
             log.info("restyle: not %s (%s)", name, reason)
-        raise VfxError("no restyle backend is available")
+            reasons.append(f"{name}: {reason}")
+        raise VfxError(f"no restyle backend is available ({'; '.join(reasons)})")
     if config.backend not in RESTYLERS:
         raise VfxError(f"unknown restyle backend {config.backend!r}; choose auto, {', '.join(RESTYLERS)}")
     reason = AVAILABILITY.get(config.backend, lambda *_: None)(config, device)
