@@ -149,18 +149,16 @@ class SamSegmenter:
                 f.seek(i * frame_bytes)
                 return np.frombuffer(f.read(frame_bytes), dtype=np.uint8).reshape(shape)
 
-        track, masks = Track(), [None] * count
-        order = list(range(count - 1, -1, -1))
-        start = 0
-        while start < count:
-            part = order[start:start + state.limit]
-            found = self._segment([frame_at(i) for i in part], [shot.first_frame + i for i in part], track, state)
-            for i, mask in zip(part, found):
-                masks[i] = mask
-            start += len(part)
-        with open(state.backward_file, "wb") as f:
-            for mask in masks:
-                f.write(mask.astype(np.uint8).tobytes())
+        track, order, start = Track(), list(range(count - 1, -1, -1)), 0
+        mask_bytes = state.work_shape[0] * state.work_shape[1]
+        with open(state.backward_file, "wb") as out:  # each mask written in place, in frame order
+            while start < count:
+                part = order[start:start + state.limit]
+                found = self._segment([frame_at(i) for i in part], [shot.first_frame + i for i in part], track, state)
+                for i, mask in zip(part, found):
+                    out.seek(i * mask_bytes)
+                    out.write(mask.astype(np.uint8).tobytes())
+                start += len(part)
         frames_file.unlink()
 
     def finish(self, shot: ShotState) -> None:
