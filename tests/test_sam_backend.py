@@ -94,3 +94,20 @@ def test_manifest_architectures_match_the_official_checkpoints(size):
         ours = build_sam(load_manifest().entry(f"sam_vit_{size}").architecture).state_dict()
         official = sam_model_registry[f"vit_{size}"]().state_dict()
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in official.items()}
+
+
+def test_person_subject_refined_by_sam_from_person_boxes(store, tmp_path):
+    cap = cv2.VideoCapture(str(SAMPLES / "vtest.avi"))
+    frames = np.stack([cv2.resize(cv2.cvtColor(cap.read()[1], cv2.COLOR_BGR2RGB), (384, 288)) for _ in range(3)])
+    (tmp_path / "plate").mkdir()
+    plate = write_sequence(tmp_path / "plate", frames, 1)
+    results = {}
+    for backend in ("person", "sam"):
+        config = PipelineConfig(segment=SegmentConfig(subject=["person"], backend=backend, feather_px=0), device="cpu",
+                                batch_size=3)
+        result = run_job(JobSpec(input=plate, output=str(tmp_path / f"{backend}.%04d.png"),
+                                 matte=str(tmp_path / f"{backend}-matte.%04d.png"), config=config))
+        results[backend] = read_all(tmp_path / f"{backend}-matte.%04d.png")[1][..., 0] > 127
+        assert result.backends["segment"] == {"person": "PersonSegmenter", "sam": "SamPersonSegmenter"}[backend]
+    assert results["person"].any() and results["sam"].any()
+    assert results["sam"][~results["person"]].mean() < 0.5  # SAM works inside the people the person matte found

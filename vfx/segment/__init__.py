@@ -24,14 +24,17 @@ def _prompt(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
 
 def _sam(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
     from vfx.models import ModelStore, choose_model
-    from vfx.segment.sam import SamSegmenter, load_sam
+    from vfx.segment.sam import SamPersonSegmenter, SamSegmenter, load_sam
 
     store = ModelStore()
     name, why = choose_model(store, "sam", config.model, config.allow_noncommercial)
     if name is None:
         raise VfxError(f"segmenter sam: {why}")
     log.info("segmenter sam: %s, device %s", why, device)
-    return SamSegmenter(spec.prompt, load_sam(store, name, device), device, name, feather_px=config.feather_px)
+    sam = SamSegmenter(spec.prompt, load_sam(store, name, device), device, name, feather_px=config.feather_px)
+    if spec.kind == "person":
+        return SamPersonSegmenter(sam, PersonSegmenter(feather_px=0, smoothing=config.smoothing, tile_px=config.person_tile_px))
+    return sam
 
 
 def _sam_available(device: str) -> str | None:
@@ -48,7 +51,7 @@ def _sam_available(device: str) -> str | None:
 SEGMENTERS: dict[str, tuple[Callable[[SubjectSpec, SegmentConfig, str], Step], set[str]]] = {
     "person": (_person, {"person"}),
     "prompt": (_prompt, {"prompt"}),
-    "sam": (_sam, {"prompt"}),
+    "sam": (_sam, {"prompt", "person"}),
 }
 # Tried in order by ``auto``: model backends register themselves ahead of the embedded ones.
 AUTO_ORDER: list[str] = ["sam", "person", "prompt"]

@@ -28,6 +28,7 @@ from vfx.errors import VfxError
 from vfx.frames import FrameBatch, ShotState
 from vfx.matte import feather, fill_holes, resize_matte
 from vfx.models import ModelEntry, ModelStore
+from vfx.segment.person import PersonSegmenter
 from vfx.segment.prompt import FrameSource
 from vfx.segment.prompts import SubjectPrompt
 
@@ -304,3 +305,50 @@ def _warp(image: np.ndarray, flow: np.ndarray, border: float = 0.0) -> np.ndarra
     grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
     return cv2.remap(image, grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=border)
+
+
+class SamPersonSegmenter:
+    """People: the embedded person matte finds them (and carries its temporal smoothing and cut
+    detection); SAM redraws each person's edge from a box around them, all frames of a batch
+    through the image encoder at once. A person SAM misses keeps the embedded matte."""
+
+    name = "segment"
+
+    def __init__(self, sam: SamSegmenter, person: PersonSegmenter, min_area: float = 0.0005):
+        self.sam = sam
+        self.person = person
+        self.person.name = "segment.person"  # its memory sits beside ours in shot.steps
+        self.min_area = min_area  # fraction of the frame below which a blob is noise, not a person
+
+    def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
+        coarse = self.person(batch, shot).matte >= 1.0
+        state = shot.steps.get(self.name)
+        if state is None:
+            scale = min(1.0, self.sam.work_size / max(shot.width, shot.height))
+            state = shot.steps[self.name] = SamState(key_frame=shot.first_frame, scale=scale,
+                                                     limit=chunk_limit(self.sam.device, self.sam.bytes_per_frame, 64))
+            state.work_shape = (round(shot.height * scale), round(shot.width * scale))
+        embeddings = self.sam.embed(list(batch.originals), state)
+        width, height = batch.size
+        mattes = []
+        for i, people in enumerate(coarse):
+            mask = np.zeros((height, width), dtype=bool)
+            count, labels, stats, _ = cv2.connectedComponentsWithStats(people.astype(np.uint8), connectivity=8)
+            for label in range(1, count):
+                x, y, w, h, area = stats[label]
+                if area < self.min_area * width * height:
+                    continue
+                region = labels == label
+                box = np.array([x, y, x + w, y + h], dtype=np.float32)
+                found, _ = self.sam.decode(embeddings[i:i + 1], (height, width), (height, width), box=box)
+                union = (found | region).sum()
+                if (found & region).sum() / union < self.sam.min_agreement:
+                    state.flow_fallbacks += 1
+                    found = region
+                mask |= found
+            mattes.append(feather(fill_holes(mask), self.sam.feather_px))
+        batch.matte = np.stack(mattes)
+        return batch
+
+    def finish(self, shot: ShotState) -> None:
+        self.sam.finish(shot)
