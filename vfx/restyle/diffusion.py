@@ -86,6 +86,7 @@ def load_diffusion(store: ModelStore, name: str, device: str, controlnet: str | 
             raise VfxError(f"model {controlnet} is a {cn_entry.kind} model, not controlnet")
         net = prepare_module(ControlNetModel.from_pretrained(store.require(controlnet), torch_dtype=dtype,
                                                              local_files_only=True), device)
+    log.info("loaded %s from %s on %s in %s%s", name, folder, device, dtype, f" with {controlnet}" if controlnet else "")
     return DiffusionModels(
         name=name, unet=prepare_module(unet, device), vae=prepare_module(vae, device),
         text_encoder=prepare_module(text_encoder, device, convolutional=False), tokenizer=tokenizer,

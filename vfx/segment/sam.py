@@ -75,6 +75,7 @@ def load_sam(store: ModelStore, name: str, device: str) -> Sam:
         raise VfxError(f"model {name}: {path.name} does not fit the manifest's architecture ({str(exc).splitlines()[0]})") from None
     sam = sam.to(device).eval()
     sam.image_encoder = prepare_module(sam.image_encoder, device)
+    log.info("loaded %s (%s) on %s, image encoder in %s", name, path.name, device, torch_dtype(device))
     return sam
 
 
