@@ -45,6 +45,8 @@ def verify(name: str = typer.Argument(None, help="one model; default: every mode
     """Re-hash the files of models in the store; fails if any is corrupt or unverified."""
     store = ModelStore()
     names = [name] if name else [n for n in store.manifest.models if store.present(n)]
+    if not names:
+        typer.echo(f"no models in {store.root}; vfx models list shows what can be fetched")
     bad = []
     for model in names:
         status = store.status(model, rehash=True)
