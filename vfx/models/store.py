@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vfx.errors import VfxError
+from vfx.hashing import sha256_file
 from vfx.models.manifest import Manifest, ModelEntry, ModelFile, load_manifest
 
 log = logging.getLogger(__name__)
@@ -30,14 +31,6 @@ CHUNK = 1 << 22
 
 def default_store_dir() -> Path:
     return Path(os.environ.get(STORE_ENV) or Path.home() / ".vfx" / "models").expanduser()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
