@@ -37,6 +37,10 @@ def run(
     strength: Optional[float] = typer.Option(None, "--strength", min=0.0, max=1.0, help="Diffusion restyle: how far from the source (0..1)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion restyle: denoising steps."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Diffusion restyle: one seed for the whole shot."),
+    model: Optional[str] = typer.Option(None, "--model", help="Model from the store for the chosen model backend (e.g. sam_vit_h, sd15); see `vfx models list`."),
+    controlnet: Optional[str] = typer.Option(None, "--controlnet", help="Diffusion restyle: ControlNet from the store that holds the scene's structure (e.g. controlnet_canny_sd15)."),
+    allow_noncommercial: bool = typer.Option(False, "--allow-noncommercial", help="Let auto pick models whose licence forbids commercial use."),
+    face_backend: Optional[str] = typer.Option(None, "--face-backend", help="Face edits: auto | classic | onnx (ONNX models from the store)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
     feather: Optional[float] = typer.Option(None, "--feather", min=0.0, help="Matte edge feather in pixels (outward; the subject itself stays exact)."),
     rejuvenate: Optional[float] = typer.Option(None, "--rejuvenate", min=0.0, max=1.0, help="De-age consented faces by this strength (needs --project and a grant)."),
@@ -54,7 +58,10 @@ def run(
         "restyle.style": style, "restyle.style_image": style_image, "restyle.backend": restyler,
         "restyle.prompt": prompt, "restyle.negative_prompt": negative_prompt, "restyle.strength": strength,
         "restyle.steps": steps, "restyle.seed": seed, "face.rejuvenate": rejuvenate, "face.lipsync": lipsync,
-        "consent.project": project, "consent.policy": consent_policy, "device": device, "batch_size": batch_size,
+        "segment.model": model if (segmenter or "").startswith("sam") else None,
+        "restyle.model": model if restyler == "diffusion" else None, "restyle.controlnet": controlnet,
+        "segment.allow_noncommercial": allow_noncommercial or None, "restyle.allow_noncommercial": allow_noncommercial or None,
+        "face.backend": face_backend, "consent.project": project, "consent.policy": consent_policy, "device": device, "batch_size": batch_size,
         "output.on_bad_frames": "fail" if strict else None, "output.provenance": None if provenance else False,
     })
     result = _run_with_progress(JobSpec(input=input, output=output, config=pipeline, frames=frames, matte=matte), quiet)

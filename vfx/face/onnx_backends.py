@@ -1,6 +1,6 @@
 """ONNX model backends for face edits, run with onnxruntime on weights from the model store.
 
-Interfaces (declared for the store in ``vfx/face/onnx_models.yaml``):
+Interfaces (declared for the store in configs/models.yaml, face_age_onnx / face_lipsync_onnx):
 
 - age editing: input ``image`` float32 [1,3,256,256] RGB in -1..1 (face aligned: eyes and mouth
   at fixed positions), input ``strength`` float32 [1]; output ``edited`` float32 [1,3,256,256] in -1..1.

@@ -8,11 +8,9 @@ a temporary file, which keeps memory flat however long the shot is.
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,6 +20,7 @@ from vfx.frames import FrameBatch, ShotState
 from vfx.matte import feather, fill_holes, is_cut, resize_matte, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.prompts import SubjectPrompt
+from vfx.segment.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +37,11 @@ class TrackState:
     previous_mask: np.ndarray | None = None
     previous_thumb: np.ndarray | None = None
     lost_at: int | None = None  # frame of a shot cut after which the subject is no longer tracked
-    backward_file: Path | None = None
-    backward_first: int = 0
-    work_shape: tuple[int, int] = (0, 0)
-    tmpdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
+    first_frame: int = 0
 
     def backward_mask(self, number: int) -> np.ndarray:
-        h, w = self.work_shape
-        with open(self.backward_file, "rb") as f:
-            f.seek((number - self.backward_first) * h * w)
-            return np.frombuffer(f.read(h * w), dtype=np.uint8).reshape(h, w).astype(bool)
+        return self.backward.get(number - self.first_frame).astype(bool)
 
 
 class PromptSegmenter:
@@ -71,49 +65,42 @@ class PromptSegmenter:
         shot.steps[self.name] = state
         if key == shot.first_frame:
             return
-        state.tmpdir = tempfile.TemporaryDirectory(prefix="vfx-track-")
-        frames_file = Path(state.tmpdir.name) / "frames.raw"
-        count = 0
-        with open(frames_file, "wb") as f:
-            for _, rgb in frames(shot.first_frame, key):
-                small = self._work_image(rgb, scale)
-                state.work_shape = small.shape[:2]
-                f.write(small.tobytes())
-                count += 1
-        h, w = state.work_shape
-        state.backward_first = shot.first_frame
-        state.backward_file = Path(state.tmpdir.name) / "masks.raw"
+        first = shot.first_frame
+        frames_spool: Spool | None = None
+        for number, rgb in frames(first, key):
+            small = self._work_image(rgb, scale)
+            if frames_spool is None:
+                frames_spool = Spool(small.shape, prefix="vfx-track-")
+            frames_spool.put(number - first, small)
+        try:
+            self._track_backward(frames_spool, key - first, state, first, scale)
+        finally:
+            frames_spool.close()
 
-        def frame_at(i: int) -> np.ndarray:
-            with open(frames_file, "rb") as f:
-                f.seek(i * h * w * 3)
-                return np.frombuffer(f.read(h * w * 3), dtype=np.uint8).reshape(h, w, 3)
-
-        key_rgb = frame_at(count - 1)
+    def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
+        key_rgb = frames.get(key_index)
         mask = self._key_mask(key_rgb, scale)
-        masks = [mask]
+        state.first_frame = first
+        state.backward = Spool(mask.shape, prefix="vfx-track-")
+        state.backward.put(key_index, mask)
         later_gray = cv2.cvtColor(key_rgb, cv2.COLOR_RGB2GRAY)
         later_thumb = thumbnail_grey(key_rgb)
-        for i in range(count - 2, -1, -1):
-            rgb = frame_at(i)
+        for i in range(key_index - 1, -1, -1):
+            rgb = frames.get(i)
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             thumb = thumbnail_grey(rgb)
             if mask.any() and is_cut(later_thumb, thumb):
-                log.warning("subject not tracked before frame %d: shot cut", shot.first_frame + i + 1)
+                log.warning("subject not tracked before frame %d: shot cut", first + i + 1)
                 mask = np.zeros_like(mask)
             elif mask.any():
                 mask = self._propagate(mask, self._flows(gray, later_gray), rgb)
-            masks.append(mask)
+            state.backward.put(i, mask)
             later_gray, later_thumb = gray, thumb
-        with open(state.backward_file, "wb") as f:
-            for mask in reversed(masks):
-                f.write(mask.astype(np.uint8).tobytes())
-        frames_file.unlink()
 
     def finish(self, shot: ShotState) -> None:
         state = shot.steps.get(self.name)
-        if isinstance(state, TrackState) and state.tmpdir is not None:
-            state.tmpdir.cleanup()
+        if isinstance(state, TrackState) and state.backward is not None:
+            state.backward.close()
 
     # -- per batch ------------------------------------------------------------------------
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:

@@ -11,11 +11,9 @@ in a temporary file, as in the embedded prompt tracker.
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -28,6 +26,7 @@ from vfx.errors import VfxError
 from vfx.frames import FrameBatch, ShotState
 from vfx.matte import feather, fill_holes, resize_matte
 from vfx.models import ModelEntry, ModelStore
+from vfx.segment.spool import Spool
 from vfx.segment.person import PersonSegmenter
 from vfx.segment.prompt import FrameSource
 from vfx.segment.prompts import SubjectPrompt
@@ -94,17 +93,13 @@ class SamState:
     scale: float
     limit: int  # frames per encoder pass; halved on out-of-memory
     forward: Track = field(default_factory=Track)
-    backward_file: Path | None = None
-    backward_first: int = 0
     work_shape: tuple[int, int] = (0, 0)
     flow_fallbacks: int = 0
-    tmpdir: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+    backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
+    first_frame: int = 0
 
     def backward_mask(self, number: int) -> np.ndarray:
-        h, w = self.work_shape
-        with open(self.backward_file, "rb") as f:
-            f.seek((number - self.backward_first) * h * w)
-            return np.frombuffer(f.read(h * w), dtype=np.uint8).reshape(h, w).astype(bool)
+        return self.backward.get(number - self.first_frame).astype(bool)
 
 
 class SamSegmenter:
@@ -136,40 +131,31 @@ class SamSegmenter:
         if key == shot.first_frame:
             return
         # Backward pass: key frame down to the first frame, in encoder-sized chunks, masks to a file.
-        state.tmpdir = tempfile.TemporaryDirectory(prefix="vfx-sam-")
-        state.backward_first = shot.first_frame
-        state.backward_file = Path(state.tmpdir.name) / "masks.raw"
-        frames_file, shape, count = Path(state.tmpdir.name) / "frames.raw", (shot.height, shot.width, 3), 0
-        with open(frames_file, "wb") as f:  # spooled to disk: memory stays flat however far the key frame is
-            for _, rgb in frames(shot.first_frame, key):
-                f.write(np.ascontiguousarray(rgb).tobytes())
+        frames_spool = Spool((shot.height, shot.width, 3), prefix="vfx-sam-")  # memory stays flat however far the key frame is
+        state.first_frame = shot.first_frame
+        state.backward = Spool(state.work_shape, prefix="vfx-sam-")
+        try:
+            count = 0
+            for number, rgb in frames(shot.first_frame, key):
+                frames_spool.put(number - shot.first_frame, rgb)
                 count += 1
-        frame_bytes = int(np.prod(shape))
-
-        def frame_at(i: int) -> np.ndarray:
-            with open(frames_file, "rb") as f:
-                f.seek(i * frame_bytes)
-                return np.frombuffer(f.read(frame_bytes), dtype=np.uint8).reshape(shape)
-
-        track, order, start = Track(), list(range(count - 1, -1, -1)), 0
-        mask_bytes = state.work_shape[0] * state.work_shape[1]
-        with open(state.backward_file, "wb") as out:  # each mask written in place, in frame order
+            track, order, start = Track(), list(range(count - 1, -1, -1)), 0
             while start < count:
                 part = order[start:start + state.limit]
-                found = self._segment([frame_at(i) for i in part], [shot.first_frame + i for i in part], track, state)
+                found = self._segment([frames_spool.get(i) for i in part], [shot.first_frame + i for i in part], track, state)
                 for i, mask in zip(part, found):
-                    out.seek(i * mask_bytes)
-                    out.write(mask.astype(np.uint8).tobytes())
+                    state.backward.put(i, mask)
                 start += len(part)
-        frames_file.unlink()
+        finally:
+            frames_spool.close()
 
     def finish(self, shot: ShotState) -> None:
         state = shot.steps.get(self.name)
         if isinstance(state, SamState):
             shot.events.append({"step": self.name, "backend": "sam", "model": self.model_name,
                                 "flow_fallbacks": state.flow_fallbacks})
-            if state.tmpdir is not None:
-                state.tmpdir.cleanup()
+            if state.backward is not None:
+                state.backward.close()
 
     # -- per batch ------------------------------------------------------------------------
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
