@@ -26,6 +26,8 @@ COPYABLE_AUDIO = {
     "matroska": None,  # takes any codec
 }
 
+STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}
+
 
 def check_output_path(path: str) -> None:
     """Refuse an output we could not write before any work is done."""
@@ -101,9 +103,13 @@ class _AudioTrack:
             self.packets = self.input.demux(self.in_stream)
         else:
             rate = self.in_stream.codec_context.sample_rate or 48000
-            layout = self.in_stream.codec_context.layout.name if self.in_stream.codec_context.layout else "stereo"
+            # the standard layout for the channel count: WAVs often carry an unordered "1 channels"
+            # layout, which the AAC encoder refuses
+            layout = STANDARD_LAYOUTS.get(self.in_stream.codec_context.channels, "stereo")
             self.out_stream = output.add_stream("aac", rate=rate, layout=layout)
-            self.out_stream.bit_rate = 192_000
+            # FFmpeg's AAC encoder refuses more than 6144 bits per channel per 1024-sample frame
+            channels = self.out_stream.codec_context.layout.nb_channels
+            self.out_stream.bit_rate = min(96_000 * channels, 6144 * rate * channels // 1024 - 1)
             self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate, frame_size=1024)
             self.frames = self._decoded_frames()
             self.samples_written = 0
