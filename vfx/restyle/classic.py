@@ -74,9 +74,8 @@ class ClassicRestyle:
         if state.previous_output is None or state.previous_output.shape != styled.shape:
             state.previous_source, state.previous_output = grey, styled
             return styled
-        change = np.abs(grey - state.previous_source)
-        keep = np.exp(-change / self.stability)[..., None]
-        out = (state.previous_output.astype(np.float32) * keep + styled.astype(np.float32) * (1.0 - keep) + 0.5).astype(np.uint8)
+        keep = cv2.exp(cv2.absdiff(grey, state.previous_source) * (-1.0 / self.stability))
+        out = cv2.blendLinear(state.previous_output, styled, keep, 1.0 - keep)
         state.previous_source, state.previous_output = grey, out
         return out
 
