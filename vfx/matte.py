@@ -29,6 +29,8 @@ def smooth_probability(previous: np.ndarray | None, current: np.ndarray, alpha: 
 
 def keep_main_regions(hard: np.ndarray, min_fraction: float = 0.02) -> np.ndarray:
     """Drop specks smaller than ``min_fraction`` of the largest region and fill holes."""
+    if min_fraction <= 0:
+        return fill_holes(hard)
     hard = hard.astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(hard, connectivity=8)
     if count <= 1:
@@ -42,10 +44,11 @@ def keep_main_regions(hard: np.ndarray, min_fraction: float = 0.02) -> np.ndarra
 
 def fill_holes(hard: np.ndarray) -> np.ndarray:
     """Background regions that do not reach the frame border are holes in the subject."""
-    inverse = (~hard.astype(bool)).astype(np.uint8)
-    _, labels = cv2.connectedComponents(inverse, connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    return hard.astype(bool) | ((labels > 0) & ~np.isin(labels, border))
+    h, w = hard.shape
+    outside = np.zeros((h + 2, w + 2), np.uint8)
+    outside[1:-1, 1:-1] = hard.astype(np.uint8)
+    cv2.floodFill(outside, None, (0, 0), 2)  # the padded border connects every border-touching region
+    return outside[1:-1, 1:-1] != 2
 
 
 def resize_matte(matte: np.ndarray, width: int, height: int) -> np.ndarray:
