@@ -22,6 +22,7 @@ from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch
 from vfx.job import JobSpec, run_job
+from vfx.provenance import write_provenance
 from vfx.segment import parse_subject
 from vfx.video import FrameRange, FrameReader, FrameWriter, MatteWriter, probe
 
@@ -65,7 +66,7 @@ def render_chunk(source: str, chunk: Chunk, config: PipelineConfig, job_dir: Pat
     matte = chunk_matte_path(job_dir, chunk.index) if want_matte else None
     out.parent.mkdir(parents=True, exist_ok=True)
     intermediate = config.model_copy(update={"output": config.output.model_copy(
-        update={"crf": INTERMEDIATE_CRF, "preset": "ultrafast", "keep_audio": False})})
+        update={"crf": INTERMEDIATE_CRF, "preset": "ultrafast", "keep_audio": False, "provenance": False})})
     spec = JobSpec(input=source, output=str(out), config=intermediate,
                    frames=f"{chunk.process_first}-{chunk.last}", matte=str(matte) if matte else None)
     result = run_job(spec, progress=progress, cancelled=cancelled)
@@ -112,7 +113,19 @@ def assemble(source: str, chunks: list[Chunk], config: PipelineConfig, job_dir: 
         if mattes is not None:
             mattes.abort()
         raise
+    if config.output.provenance:
+        _sign_output(source, output, shot, chunks, config)
     return len(shot)
+
+
+def _sign_output(source: str, output: Path, shot: FrameRange, chunks: list[Chunk], config: PipelineConfig) -> None:
+    """The assembled output gets the same signed sidecar and C2PA manifest as a `vfx run` output."""
+    steps = [{"name": "decode", "frames": [shot.first, shot.last], "chunks": len(chunks)},
+             {"name": "segment", "subject": config.segment.subject, "backend": config.segment.backend},
+             {"name": "restyle", "style": config.restyle.style, "backend": config.restyle.backend}]
+    inputs = [source] + ([config.restyle.style_image] if config.restyle.style_image else [])
+    write_provenance(output, inputs, steps, {"segment": config.segment.backend, "restyle": config.restyle.backend},
+                     {}, [], None)
 
 
 def write_manifest(path: Path, job: dict, chunks: list[Chunk], output: Path, matte: Path | None) -> None:
