@@ -41,6 +41,7 @@ def run(
     controlnet: Optional[str] = typer.Option(None, "--controlnet", help="Diffusion restyle: ControlNet from the store that holds the scene's structure (e.g. controlnet_canny_sd15)."),
     allow_noncommercial: bool = typer.Option(False, "--allow-noncommercial", help="Let auto pick models whose licence forbids commercial use."),
     face_backend: Optional[str] = typer.Option(None, "--face-backend", help="Face edits: auto | classic | onnx (ONNX models from the store)."),
+    face_detector: Optional[str] = typer.Option(None, "--face-detector", help="Face boxes: mediapipe (default) | scrfd (insightface, non-commercial: needs --allow-noncommercial)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
     feather: Optional[float] = typer.Option(None, "--feather", min=0.0, help="Matte edge feather in pixels (outward; the subject itself stays exact)."),
     rejuvenate: Optional[float] = typer.Option(None, "--rejuvenate", min=0.0, max=1.0, help="De-age consented faces by this strength (needs --project and a grant)."),
@@ -61,6 +62,7 @@ def run(
         "segment.model": model if (segmenter or "").startswith("sam") else None,
         "restyle.model": model if restyler == "diffusion" else None, "restyle.controlnet": controlnet,
         "segment.allow_noncommercial": allow_noncommercial or None, "restyle.allow_noncommercial": allow_noncommercial or None,
+        "face.allow_noncommercial": allow_noncommercial or None, "face.detector": face_detector,
         "face.backend": face_backend, "consent.project": project, "consent.policy": consent_policy, "device": device, "batch_size": batch_size,
         "output.on_bad_frames": "fail" if strict else None, "output.provenance": None if provenance else False,
     })

@@ -45,6 +45,8 @@ class FaceConfig(BaseModel):
     rejuvenate: float | None = Field(None, ge=0, le=1)
     lipsync: str | None = None
     backend: str = "auto"
+    detector: Literal["mediapipe", "scrfd"] = Field("mediapipe", description="face boxes: mediapipe (embedded) or scrfd (model store)")
+    allow_noncommercial: bool = Field(False, description="allow face models whose licence forbids commercial use (scrfd)")
 
 
 class ConsentConfig(BaseModel):

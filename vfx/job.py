@@ -72,13 +72,14 @@ def build_face_steps(face: FaceConfig, gate: Any | None) -> list[Step]:
     from vfx.face.tracks import DetectFaces
     from vfx.face.lipsync import LipSync
     from vfx.face.rejuvenate import Rejuvenate
+    from vfx.face.scrfd import face_detector
 
     if gate is None:
         raise VfxError("face edits run only through the consent gate (--project)")
     if face.backend not in ("auto", "classic", "onnx"):
         raise VfxError(f"face backend {face.backend!r}: expected auto, classic or onnx")
     backend = "onnx" if face.backend == "onnx" else "classic"
-    shared = DetectFaces()  # both steps read the same detections and tracks
+    shared = DetectFaces(face_detector(face.detector, face.allow_noncommercial))  # both steps share detections and tracks
     steps: list[Step] = []
     if face.rejuvenate is not None:
         steps.append(Rejuvenate(gate, face.rejuvenate, backend=backend, faces=shared,

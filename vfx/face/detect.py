@@ -8,6 +8,7 @@ still returned, flagged with ``skip_reason``, so every step can say why it left 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -52,12 +53,21 @@ class DetectorConfig:
     max_faces: int = 6
 
 
-class FaceDetector:
-    """Thread-safe detector: each thread gets its own mediapipe graphs (they are not thread-safe)."""
+Box = tuple[float, float, float, float]  # x, y, w, h in frame pixels
+BoxSource = Callable[[np.ndarray], list[tuple[Box, float]]]  # RGB frame -> (box, score) per face
 
-    def __init__(self, config: DetectorConfig | None = None, workers: int = 2):
+
+class FaceDetector:
+    """Thread-safe detector: each thread gets its own mediapipe graphs (they are not thread-safe).
+
+    ``box_source`` replaces mediapipe's face detector as the source of boxes (e.g. SCRFD); face mesh
+    still gives every box its landmarks and skip reason.
+    """
+
+    def __init__(self, config: DetectorConfig | None = None, workers: int = 2, box_source: BoxSource | None = None):
         self.config = config or DetectorConfig()
         self.workers = workers
+        self.box_source = box_source
         self._local = threading.local()
 
     def _graphs(self):
@@ -75,15 +85,19 @@ class FaceDetector:
         if image.dtype != np.uint8 or image.ndim != 3:
             raise VfxError(f"face detection needs an RGB uint8 image, got {image.dtype} {image.shape}")
         detector, mesh = self._graphs()
-        h, w = image.shape[:2]
-        result = detector.process(image)
-        faces: list[DetectedFace] = []
-        for det in (result.detections or [])[: self.config.max_faces]:
-            rel = det.location_data.relative_bounding_box
-            box = (rel.xmin * w, rel.ymin * h, rel.width * w, rel.height * h)
-            faces.append(self._landmarks(image, box, float(det.score[0]), mesh))
-        faces = _drop_duplicates([f for f in faces if f is not None])
+        boxes = self.box_source(image) if self.box_source is not None else self._mediapipe_boxes(image, detector)
+        faces = [self._landmarks(image, box, score, mesh) for box, score in boxes[: self.config.max_faces]]
+        faces = _drop_duplicates(faces)
         return sorted(faces, key=lambda f: -f.box[2] * f.box[3])
+
+    @staticmethod
+    def _mediapipe_boxes(image: np.ndarray, detector) -> list[tuple[Box, float]]:
+        h, w = image.shape[:2]
+        boxes = []
+        for det in detector.process(image).detections or []:
+            rel = det.location_data.relative_bounding_box
+            boxes.append(((rel.xmin * w, rel.ymin * h, rel.width * w, rel.height * h), float(det.score[0])))
+        return boxes
 
     def detect_batch(self, frames: np.ndarray) -> list[list[DetectedFace]]:
         with ThreadPoolExecutor(self.workers) as pool:
