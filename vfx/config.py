@@ -54,6 +54,8 @@ class ConsentConfig(BaseModel):
     project: str | None = None
     policy: Literal["skip", "fail"] = "skip"
     db: str | None = None
+    identity_backend: Literal["auto", "dlib", "arcface"] = "auto"  # auto: the enrolled subjects' backend
+    allow_noncommercial: bool = False  # opt in to identity models licensed for non-commercial use (arcface)
 
 
 class OutputConfig(BaseModel):

@@ -132,7 +132,9 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
     backends = {s.name: type(s).__name__ for s in steps}
     provenance = None
     if config.output.provenance and not info.is_sequence and not Path(spec.output).name.count("%"):
-        provenance = str(_write_provenance(spec, info, frame_range, steps, backends, grant_ids, ledger_head, device))
+        identity_hashes = gate.identity.model_hashes if gate is not None else {}
+        provenance = str(_write_provenance(spec, info, frame_range, steps, backends, grant_ids, ledger_head, device,
+                                           identity_hashes))
     return JobResult(
         output=spec.output, matte=spec.matte, frame_range=frame_range, frames=result.frames, seconds=result.seconds,
         bad_frames=bad_frames, device=device, batch_size=batch_size, steps=[s.name for s in steps],
@@ -141,9 +143,12 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
 
 
 def _open_gate(config: PipelineConfig):
-    from vfx.consent.gate import open_gate
+    from vfx.consent.gate import GateConfig, open_gate
 
-    return open_gate(config.consent.db, config.consent.project, config.consent.policy)
+    consent = config.consent
+    identity = None if consent.identity_backend == "auto" else consent.identity_backend
+    return open_gate(consent.db, consent.project, consent.policy,
+                     GateConfig(identity=identity, allow_noncommercial=consent.allow_noncommercial))
 
 
 def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: list[Step], shot: ShotState,
@@ -179,16 +184,13 @@ def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: lis
 
 
 def _write_provenance(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: list[Step],
-                      backends: dict[str, str], grant_ids: list[str], ledger_head: str | None, device: str) -> Path:
+                      backends: dict[str, str], grant_ids: list[str], ledger_head: str | None, device: str,
+                      identity_hashes: dict[str, str]) -> Path:
     from vfx.provenance import write_provenance
 
     config = spec.config
     inputs = [info.path] + [p for p in (config.restyle.style_image, config.face.lipsync) if p]
-    model_hashes: dict[str, str] = {}
-    if needs_consent(config):
-        from vfx.face.identity import model_hashes as identity_hashes
-
-        model_hashes.update(identity_hashes())
+    model_hashes: dict[str, str] = dict(identity_hashes)
     for step in steps:
         model_hashes.update(getattr(step, "model_hashes", {}) or {})
     described = [{"name": s.name, "backend": type(s).__name__} for s in steps]

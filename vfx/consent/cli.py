@@ -15,6 +15,7 @@ from vfx.consent.store import ConsentStore
 from vfx.consent.subjects import collect_embeddings, enroll, load_subjects
 from vfx.consent.verify import verify_store
 from vfx.errors import VfxError
+from vfx.face.identity_backends import arcface_licence, identity_backend
 
 app = typer.Typer(help="Consent: enrol subjects, sign and revoke grants, verify the ledger.", no_args_is_help=True)
 
@@ -43,12 +44,20 @@ def trust(public_key: str = typer.Argument(..., help="a .pub file or the base64 
 def enroll_command(name: str, source: Path = typer.Option(..., "--from", help="image, folder of images, or video"),
                    frames: str = typer.Option(None, "--frames", help="frame range of a video, e.g. 30-90"),
                    step: int = typer.Option(1, "--step", help="use every Nth image/frame"),
+                   identity: str = typer.Option("dlib", "--identity", help="identity backend: dlib | arcface "
+                                                "(arcface needs the arcface_r100 model in the store)"),
+                   allow_noncommercial: bool = typer.Option(False, "--allow-noncommercial",
+                                                            help="accept an identity model licensed for non-commercial use only"),
                    db: str = DbOption) -> None:
     """Enrol a subject from reference images or a clip (largest face per frame)."""
-    result = collect_embeddings(source, frames, step)
+    if identity == "arcface":
+        licence, commercial = arcface_licence()
+        typer.echo(f"identity model arcface_r100 licence: {licence} (commercial use: {'yes' if commercial else 'no'})")
+    backend = identity_backend(identity, allow_noncommercial)
+    result = collect_embeddings(source, frames, step, backend=backend)
     store = ConsentStore(db)
-    entry = enroll(store, name, result.embeddings, f"{source}" + (f" frames {frames}" if frames else ""))
-    typer.echo(f"enrolled {name}: {len(result.embeddings)} reference faces from {result.frames_seen} frames "
+    entry = enroll(store, name, result.embeddings, f"{source}" + (f" frames {frames}" if frames else ""), backend.stored)
+    typer.echo(f"enrolled {name} with {backend.stored}: {len(result.embeddings)} reference faces from {result.frames_seen} frames "
                f"({result.frames_without_face} without a face, {result.outliers_dropped} other faces dropped); ledger entry {entry.seq}")
 
 
@@ -84,7 +93,7 @@ def list_command(db: str = DbOption) -> None:
     trusted = trusted_keys()
     now = datetime.now(timezone.utc)
     for subject in subjects:
-        typer.echo(f"{subject.name}  ({len(subject.embeddings)} reference faces)")
+        typer.echo(f"{subject.name}  ({len(subject.embeddings)} reference faces, {subject.backend})")
         for item, revocation in list_grants(store, subject=subject.name):
             state = "revoked" if revocation else ("expired" if now > item.valid_until else "active")
             trust_note = "" if key_id(item.issuer) in trusted else ", untrusted key"

@@ -1,7 +1,8 @@
 """The consent gate: every likeness-changing step asks it, face by face, before touching a face.
 
 A face is allowed an operation only if it matches exactly one enrolled subject (distance under
-the threshold, with a margin over the runner-up) and that subject holds a grant for this project
+the threshold, with a margin over the runner-up; faces are embedded with the identity backend the
+subjects were enrolled with, and subjects of different backends cannot share a gate) and that subject holds a grant for this project
 and operation that is valid now, signed by a trusted key, bound to the subject's current
 reference faces, and not revoked. Revocations are re-read at most every
 ``revocation_interval_s`` seconds, so a grant revoked mid-job stops further edits.
@@ -25,6 +26,8 @@ from vfx.consent.schema import GrantRow, RevocationRow
 from vfx.consent.store import ConsentStore
 from vfx.consent.subjects import Subject, load_subjects
 from vfx.errors import VfxError
+from vfx.face.identity import Box
+from vfx.face.identity_backends import IdentityBackend, backend_of_stored, identity_backend
 from vfx.frames import Face, frame_ranges
 
 Policy = Literal["skip", "fail"]
@@ -32,9 +35,11 @@ Policy = Literal["skip", "fail"]
 
 @dataclass(frozen=True)
 class GateConfig:
-    threshold: float = 0.55  # Euclidean distance in dlib embedding space; see vfx.face.identity
+    threshold: float | None = None  # None: the identity backend's (dlib 0.55 Euclidean, arcface 0.6 cosine)
     margin: float = 0.05  # the runner-up subject must be at least this much farther, else ambiguous
     revocation_interval_s: float = 1.0
+    identity: str | None = None  # "dlib" | "arcface" to insist on one; None: the subjects' backend
+    allow_noncommercial: bool = False  # allow identity models licensed for non-commercial use only
 
 
 @dataclass
@@ -89,6 +94,8 @@ class ConsentGate:
             self._other_projects = {
                 subject: sorted(set(projects)) for subject, projects in _projects_by_subject(session).items()
             }
+        self.identity: IdentityBackend = subjects_backend(self.subjects, config)
+        self.threshold = self.identity.threshold if config.threshold is None else config.threshold
         self._refresh_revocations(force=True)
 
     # -- matching ---------------------------------------------------------------------------
@@ -96,17 +103,24 @@ class ConsentGate:
         if not self.subjects:
             return None, None, "no subjects are enrolled"
         query = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if query.size != self.identity.size:
+            return None, None, (f"face embedding is {query.size}-d; subjects are enrolled with "
+                                f"{self.identity.stored} ({self.identity.size}-d)")
         distances = sorted(
-            (float(np.linalg.norm(subject.embeddings - query, axis=1).min()), subject.name, subject)
+            (float(self.identity.distance(query, subject.embeddings).min()), subject.name, subject)
             for subject in self.subjects
         )
         best, name, subject = distances[0]
-        if best > self.config.threshold:
-            return None, best, f"no enrolled subject matches (best {best:.2f} > {self.config.threshold:.2f})"
+        if best > self.threshold:
+            return None, best, f"no enrolled subject matches (best {best:.2f} > {self.threshold:.2f})"
         if len(distances) > 1 and distances[1][0] - best < self.config.margin:
             other, other_name = distances[1][0], distances[1][1]
             return None, best, f"ambiguous match ({name} {best:.2f}, {other_name} {other:.2f})"
         return subject, best, ""
+
+    def embed(self, image_rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        """Identity embeddings [N, D] of faces, made by the backend the subjects were enrolled with."""
+        return self.identity.embed(image_rgb, boxes)
 
     # -- grants -----------------------------------------------------------------------------
     def _refresh_revocations(self, force: bool = False) -> None:
@@ -199,6 +213,19 @@ class ConsentGate:
     def _append(self, kind: str, payload: dict[str, Any]) -> ledger.LedgerEntry:
         with self.store.session() as session:
             return ledger.append(session, kind, payload)
+
+
+def subjects_backend(subjects: list[Subject], config: GateConfig) -> IdentityBackend:
+    """The one identity backend the enrolled subjects share (dlib when none are enrolled)."""
+    stored = sorted({subject.backend for subject in subjects})
+    if len(stored) > 1:
+        by = "; ".join(f"{b}: {', '.join(s.name for s in subjects if s.backend == b)}" for b in stored)
+        raise VfxError(f"enrolled subjects mix identity backends ({by}); their embeddings are not comparable, "
+                       "re-enrol them with one --identity")
+    name = backend_of_stored(stored[0]) if stored else (config.identity or "dlib")
+    if config.identity is not None and config.identity != name:
+        raise VfxError(f"consent identity backend {config.identity!r} requested, but the subjects are enrolled with {stored[0]}")
+    return identity_backend(name, config.allow_noncommercial)
 
 
 def _projects_by_subject(session) -> dict[str, list[str]]:

@@ -15,19 +15,21 @@ from vfx.consent.canonical import sha256_hex
 from vfx.consent.schema import SubjectRow
 from vfx.consent.store import ConsentStore
 from vfx.errors import VfxError
-from vfx.face.identity import EMBEDDING_SIZE, detect_faces, embed_faces, identity_distance
+from vfx.face.identity import detect_faces
+from vfx.face.identity_backends import SIZES, IdentityBackend, backend_of_stored, identity_backend
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".exr"}
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 MAX_REFERENCES = 32
-BACKEND = "dlib-resnet-v1"
+DEFAULT_BACKEND = "dlib-resnet-v1"  # what enrolments without a backend choice record
 
 
 @dataclass(frozen=True)
 class Subject:
     name: str
-    embeddings: np.ndarray  # float32 [N, 128]
+    embeddings: np.ndarray  # float32 [N, D]: D 128 for dlib, 512 for arcface
     digest: str
+    backend: str = DEFAULT_BACKEND  # the identity backend that made the embeddings (stored name)
 
 
 @dataclass(frozen=True)
@@ -69,12 +71,14 @@ def _source_images(path: Path, frames: str | None, step: int) -> Iterator[np.nda
 
 
 def collect_embeddings(path: str | Path, frames: str | None = None, step: int = 1,
-                       consistency: float = 0.6) -> Enrolment:
+                       consistency: float | None = None, backend: IdentityBackend | None = None) -> Enrolment:
     """The largest face of each image/frame, keeping only the dominant identity.
 
-    Faces farther than ``consistency`` from the medoid of all collected faces are dropped, so a
-    frame where another person is largest does not pollute the reference set.
+    Faces farther than ``consistency`` (default: the backend's) from the medoid of all collected
+    faces are dropped, so a frame where another person is largest does not pollute the reference set.
     """
+    backend = backend or identity_backend("dlib")
+    consistency = backend.consistency if consistency is None else consistency
     path = Path(path)
     if not path.exists():
         raise VfxError(f"{path}: no such file or folder")
@@ -88,41 +92,46 @@ def collect_embeddings(path: str | Path, frames: str | None = None, step: int = 
         if not boxes:
             missing += 1
             continue
-        found.append(embed_faces(image, boxes[:1])[0])
+        found.append(backend.embed(image, boxes[:1])[0])
     if not found:
         raise VfxError(f"{path}: no face found in {seen} image(s)")
     stacked = np.stack(found)
-    pairwise = np.linalg.norm(stacked[:, None, :] - stacked[None, :, :], axis=-1)
+    pairwise = np.stack([backend.distance(row, stacked) for row in stacked])
     medoid = stacked[int(np.argmin(pairwise.sum(axis=1)))]
-    keep = identity_distance(medoid, stacked) <= consistency
+    keep = backend.distance(medoid, stacked) <= consistency
     kept = stacked[keep]
     if len(kept) > MAX_REFERENCES:
         kept = kept[np.linspace(0, len(kept) - 1, MAX_REFERENCES).round().astype(int)]
     return Enrolment(kept.astype(np.float32), seen, missing, int((~keep).sum()))
 
 
-def enroll(store: ConsentStore, name: str, embeddings: np.ndarray, source: str) -> ledger.LedgerEntry:
-    """Store a new subject and record the enrolment in the ledger."""
+def enroll(store: ConsentStore, name: str, embeddings: np.ndarray, source: str,
+           backend: str = DEFAULT_BACKEND) -> ledger.LedgerEntry:
+    """Store a new subject with the identity backend (stored name) that made its embeddings,
+    and record the enrolment in the ledger."""
     check_name(name)
+    backend_of_stored(backend)
+    size = SIZES[backend]
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-    if embeddings.ndim != 2 or embeddings.shape[1] != EMBEDDING_SIZE or len(embeddings) == 0:
-        raise VfxError(f"enrolment needs embeddings [N,{EMBEDDING_SIZE}], got {embeddings.shape}")
+    if embeddings.ndim != 2 or embeddings.shape[1] != size or len(embeddings) == 0:
+        raise VfxError(f"enrolment with {backend} needs embeddings [N,{size}], got {embeddings.shape}")
     digest = embeddings_digest(embeddings)
     with store.session() as session:
         if session.get(SubjectRow, name) is not None:
             raise VfxError(f"subject {name!r} is already enrolled")
         session.add(SubjectRow(name=name, enrolled_at=ledger.utc_now(), digest=digest,
                                embeddings=embeddings.astype("<f4").tobytes(), count=len(embeddings),
-                               source=source, backend=BACKEND))
+                               source=source, backend=backend))
         session.flush()
         return ledger.append(session, "subject.enrolled", {
-            "subject": name, "digest": digest, "references": len(embeddings), "source": source, "backend": BACKEND,
+            "subject": name, "digest": digest, "references": len(embeddings), "source": source, "backend": backend,
         })
 
 
 def row_to_subject(row: SubjectRow) -> Subject:
-    embeddings = np.frombuffer(row.embeddings, dtype="<f4").reshape(-1, EMBEDDING_SIZE).astype(np.float32)
-    return Subject(row.name, embeddings, embeddings_digest(embeddings))  # recomputed: a swapped reference set no longer matches its grants
+    backend_of_stored(row.backend)
+    embeddings = np.frombuffer(row.embeddings, dtype="<f4").reshape(-1, SIZES[row.backend]).astype(np.float32)
+    return Subject(row.name, embeddings, embeddings_digest(embeddings), row.backend)  # recomputed: a swapped reference set no longer matches its grants
 
 
 def load_subjects(session: Session) -> list[Subject]:

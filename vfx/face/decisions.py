@@ -60,8 +60,6 @@ class TrackConsent:
                 self._apply(face, index)
 
     def _decide_uncertain(self, gate: Any, batch: FrameBatch, tracks: FaceTracks, key: str) -> set[int]:
-        from vfx.face.identity import embed_faces
-
         samples: dict[int, list[np.ndarray]] = {}
         first: dict[int, int] = {}
         for i, faces in enumerate(batch.faces):
@@ -73,7 +71,7 @@ class TrackConsent:
                 first.setdefault(face.track_id, int(batch.indices[i]))
                 taken = samples.setdefault(face.track_id, [])
                 if len(taken) < EMBED_FRAMES:
-                    taken.append(embed_faces(batch.originals[i], [identity_box(face)])[0])
+                    taken.append(gate.embed(batch.originals[i], [identity_box(face)])[0])
         for track_id, embeddings in samples.items():
             mean = np.mean(embeddings, axis=0).astype(np.float32)
             verdict = gate.check(mean, self.operation, frame=first[track_id], shot=key)

@@ -71,6 +71,20 @@ def detect_faces(image_rgb: np.ndarray, upsample: int = 1) -> list[Box]:
     return sorted(boxes, key=lambda b: b[2] * b[3], reverse=True)
 
 
+def five_point_landmarks(image_rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """dlib's 5 landmarks per box, float32 [N, 5, 2]: points 0-1 the corners of the eye on the
+    image's right, 2-3 the corners of the eye on the image's left, 4 the base of the nose."""
+    import dlib
+
+    _, predictor, _ = _models()
+    image = _check_image(image_rgb)
+    out = np.zeros((len(boxes), 5, 2), dtype=np.float32)
+    for i, (x, y, w, h) in enumerate(boxes):
+        shape = predictor(image, dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h))))
+        out[i] = [(p.x, p.y) for p in shape.parts()]
+    return out
+
+
 def embed_faces(image_rgb: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """128-d identity embeddings, float32 [N, 128], one per box (any detector's boxes work)."""
     import dlib
