@@ -21,10 +21,10 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.face.audio import RATE, Phone, load_audio, loudness, phonemes
-from vfx.face.decisions import TrackConsent, finish_consent
+from vfx.face.decisions import finish_consent
 from vfx.face.detect import (CHIN, LIPS_INNER, LOWER_LIP_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_LIP_INNER,
                              face_scale)
-from vfx.face.rejuvenate import edit_granted_faces
+from vfx.face.rejuvenate import edit_granted_faces, find_and_decide
 from vfx.face.tracks import DetectFaces
 from vfx.frames import Face, FrameBatch, ShotState
 
@@ -168,9 +168,7 @@ class LipSync:
         self.faces = faces or DetectFaces()
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        self.faces(batch, shot)
-        consent = shot.steps.setdefault(f"{self.operation}.consent", TrackConsent(self.operation))
-        consent.decide(self.gate, batch, DetectFaces.tracks(shot), shot)
+        find_and_decide(self.faces, self.gate, self.operation, batch, shot)
         times = (batch.indices - shot.first_frame) / float(shot.fps)
         opening, rounding = self.mouth.targets(times, float(shot.fps))
 

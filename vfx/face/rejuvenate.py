@@ -129,6 +129,13 @@ def protect_region(face: Face, shape, pad: float = 0.15) -> tuple[int, int, int,
             min(w_img, int(np.ceil(x + (1 + pad) * w))), min(h_img, int(np.ceil(y + (1 + pad) * h))))
 
 
+def find_and_decide(faces: DetectFaces, gate: Any, operation: str, batch: FrameBatch, shot: ShotState) -> None:
+    """Detect and track the batch's faces, then let the gate decide ``operation`` for each track."""
+    faces(batch, shot)
+    consent = shot.steps.setdefault(f"{operation}.consent", TrackConsent(operation))
+    consent.decide(gate, batch, DetectFaces.tracks(shot), shot)
+
+
 def edit_granted_faces(step_name: str, operation: str, batch: FrameBatch, edit, workers: int = 2) -> FrameBatch:
     """Run ``edit(frame_out, face, i)`` on granted faces across the batch in a thread pool, then copy
     the step's input pixels back over every face that is not granted, so those stay identical."""
@@ -171,9 +178,7 @@ class Rejuvenate:
         self.faces = faces or DetectFaces()
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        self.faces(batch, shot)
-        consent = shot.steps.setdefault(f"{self.operation}.consent", TrackConsent(self.operation))
-        consent.decide(self.gate, batch, DetectFaces.tracks(shot), shot)
+        find_and_decide(self.faces, self.gate, self.operation, batch, shot)
         if self.strength == 0.0:
             return batch
         return edit_granted_faces(self.name, self.operation, batch,
