@@ -6,7 +6,7 @@ import threading
 import numpy as np
 
 from vfx.frames import FrameBatch, ShotState
-from vfx.matte import feather, is_cut, keep_main_regions, smooth_probability, thumbnail_grey
+from vfx.matte import is_cut, keep_main_regions, smooth_probability, soft_edge, thumbnail_grey
 from vfx.parallel import map_frames
 
 
@@ -61,13 +61,13 @@ class PersonSegmenter:
             previous = smooth_probability(previous, probability, self.smoothing)
             previous_thumb = thumb
             smoothed.append(previous)
-        mattes = map_frames(self._final_matte, smoothed)
+        mattes = map_frames(lambda i: self._final_matte(batch.originals[i], smoothed[i]), list(range(len(batch))))
         shot.steps[self.name] = (previous, previous_thumb)
         batch.matte = np.stack(mattes)
         return batch
 
-    def _final_matte(self, probability: np.ndarray) -> np.ndarray:
-        return feather(keep_main_regions(probability > self.threshold, min_fraction=0.0), self.feather_px)
+    def _final_matte(self, rgb: np.ndarray, probability: np.ndarray) -> np.ndarray:
+        return soft_edge(rgb, keep_main_regions(probability > self.threshold, min_fraction=0.0), self.feather_px)
 
 
 def _tile_origins(height: int, width: int, tile: int, overlap: float = 0.25) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, ShotState
-from vfx.matte import feather, fill_holes, is_cut, resize_matte, thumbnail_grey
+from vfx.matte import fill_holes, is_cut, resize_matte, soft_edge, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.prompts import SubjectPrompt
 from vfx.segment.spool import Spool
@@ -132,8 +132,7 @@ class PromptSegmenter:
             state.previous_mask = mask
             state.previous_thumb = thumbs[i]
         state.previous_gray = grays[-1]
-        width, height = batch.size
-        batch.matte = np.stack(map_frames(lambda m: self._full_matte(m, width, height), masks))
+        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i]), list(range(len(batch)))))
         return batch
 
     # -- pieces ---------------------------------------------------------------------------
@@ -143,9 +142,10 @@ class PromptSegmenter:
             return np.ascontiguousarray(rgb)
         return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
-    def _full_matte(self, mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    def _full_matte(self, mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        return feather(hard, self.feather_px)
+        return soft_edge(rgb, hard, self.feather_px)
 
     def _flows(self, gray: np.ndarray, other_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dense flow both ways between a frame and its tracked neighbour (DIS, one per thread)."""
