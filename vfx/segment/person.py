@@ -124,8 +124,7 @@ class PersonSegmenter:
         probability = self._model(1).process(frame).segmentation_mask.astype(np.float32)
         state.model_calls += 1
         h, w = probability.shape
-        tile = self.tile_px
-        if tile <= 0 or min(h, w) < 1.25 * tile:
+        if self.tile_px <= 0:
             return probability
         for x, y, side in self._tiles(state, grey, h, w):
             crop = np.ascontiguousarray(frame[y:y + side, x:x + side])
@@ -165,7 +164,7 @@ class PersonSegmenter:
         for x0, y0, x1, y1, _, _ in sorted(crops, key=lambda c: -c[4])[:self.max_tiles]:
             side = int(min(largest, max(x1 - x0, y1 - y0)))
             chosen.append((int(np.clip((x0 + x1 - side) / 2, 0, w - side)), int(np.clip((y0 + y1 - side) / 2, 0, h - side)), side))
-        if state.frame_count % 2 == 0:  # the sweep: a person standing still is found within a round
+        if state.frame_count % 2 == 0 and min(h, w) >= 1.25 * self.tile_px:  # the sweep: a person standing still is found within a round
             grid = _tile_origins(h, w, self.tile_px)
             sweep_y, sweep_x = grid[state.sweep % len(grid)]
             state.sweep += 1
