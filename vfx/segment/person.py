@@ -48,6 +48,7 @@ class PersonState:
     frame_count: int = 0
     sweep: int = 0  # next tile of the slow sweep
     model_calls: int = 0
+    before_jump: tuple | None = None  # state before a picture jump, restored if the jump was one damaged frame
     pose_calls: int = 0
 
 
@@ -102,8 +103,14 @@ class PersonSegmenter:
     def _frame(self, rgb: np.ndarray, state: PersonState) -> np.ndarray:
         thumb = thumbnail_grey(rgb)
         grey = cv2.cvtColor(cv2.resize(rgb, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA), cv2.COLOR_RGB2GRAY)
+        if state.before_jump is not None:
+            saved, state.before_jump = state.before_jump, None
+            if not is_cut(saved[1], thumb):  # the frame before was damaged, not a cut: pick up where we were
+                log.info("person matte: one damaged frame, not a cut; people are kept")
+                state.probability, state.thumb, state.grey, state.tracks = saved
         if is_cut(state.thumb, thumb):
-            # a new shot: yesterday's matte and people must not bleed into it
+            # a new shot (or a damaged frame): yesterday's matte and people must not bleed into it
+            state.before_jump = (state.probability, state.thumb, state.grey, state.tracks)
             state.probability, state.grey, state.tracks = None, None, []
         probability = self.probabilities(rgb, state, grey)
         state.probability = smooth_probability(state.probability, probability, self.smoothing)

@@ -37,6 +37,8 @@ class TrackState:
     previous_mask: np.ndarray | None = None
     previous_thumb: np.ndarray | None = None
     lost_at: int | None = None  # frame of a shot cut after which the subject is no longer tracked
+    suspect: int | None = None  # a frame unlike the one before, at a batch's end: damaged or a cut?
+    skipped: bool = False  # the previous frame was held as damaged
     backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
     first_frame: int = 0
 
@@ -90,7 +92,11 @@ class PromptSegmenter:
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             thumb = thumbnail_grey(rgb)
             if mask.any() and is_cut(later_thumb, thumb):
-                log.warning("subject not tracked before frame %d: shot cut", first + i + 1)
+                if i > 0 and not is_cut(later_thumb, thumbnail_grey(frames.get(i - 1))):
+                    log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", first + i)
+                    state.backward.put(i, mask)
+                    continue  # the next frame back is tracked from the last good one
+                log.warning("shot cut after frame %d: the subject is not tracked before it", first + i)
                 mask = np.zeros_like(mask)
             elif mask.any():
                 mask = self._propagate(mask, self._flows(gray, later_gray), rgb)
@@ -116,24 +122,54 @@ class PromptSegmenter:
         thumbs = map_frames(thumbnail_grey, smalls)
         masks = []
         for i, number in enumerate(numbers):
+            held = False
             if number < state.key_frame:
                 mask = state.backward_mask(number)
             elif number == state.key_frame:
                 mask = self._key_mask(smalls[i], state.scale)
-            elif state.lost_at is None and is_cut(state.previous_thumb, thumbs[i]):
-                state.lost_at = number
-                log.warning("subject not tracked from frame %d on: shot cut", number)
-                mask = np.zeros_like(state.previous_mask)
             elif state.lost_at is not None:
                 mask = np.zeros_like(state.previous_mask)
+            elif state.suspect is not None or is_cut(state.previous_thumb, thumbs[i]):
+                mask, held = self._after_jump(state, number, thumbs[i], thumbs[i + 1] if i + 1 < len(numbers) else None)
+                if not held and state.lost_at is None:  # the frame after a damaged one, tracked from the last good one
+                    mask = self._propagate(state.previous_mask, self._flows(grays[i], state.previous_gray), smalls[i])
             else:
-                mask = self._propagate(state.previous_mask, flows[i], smalls[i])
+                # after a held (damaged) frame, track from the last good frame instead
+                flow = self._flows(grays[i], state.previous_gray) if state.skipped else flows[i]
+                mask = self._propagate(state.previous_mask, flow, smalls[i])
             masks.append(mask)
-            state.previous_mask = mask
-            state.previous_thumb = thumbs[i]
-        state.previous_gray = grays[-1]
+            state.skipped = held
+            if not held:  # a damaged frame never becomes what the next frame is tracked from
+                state.previous_mask, state.previous_thumb, state.previous_gray = mask, thumbs[i], grays[i]
         batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i]), list(range(len(batch)))))
         return batch
+
+    @staticmethod
+    def _after_jump(state: TrackState, number: int, thumb: np.ndarray, next_thumb: np.ndarray | None) -> tuple[np.ndarray, bool]:
+        """The picture jumped at ``number`` (or just after a suspect frame): a damaged frame or a cut?
+
+        A damaged frame differs from both neighbours while its neighbours match each other; a
+        cut stays different. Returns the mask for this frame and whether it was held (damaged
+        or undecided at the batch's end). The next frame settles an undecided one.
+        """
+        empty = np.zeros_like(state.previous_mask)
+        if state.suspect is not None:
+            suspect, state.suspect = state.suspect, None
+            if is_cut(state.previous_thumb, thumb):
+                state.lost_at = suspect
+                log.warning("shot cut at frame %d: the subject is not tracked from there on", suspect)
+                return empty, False
+            log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", suspect)
+            return empty, False  # caller tracks this frame from the last good one
+        if next_thumb is None:
+            state.suspect = number  # decided by the next batch's first frame
+            return state.previous_mask, True
+        if not is_cut(state.previous_thumb, next_thumb):
+            log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", number)
+            return state.previous_mask, True
+        state.lost_at = number
+        log.warning("shot cut at frame %d: the subject is not tracked from there on", number)
+        return empty, False
 
     # -- pieces ---------------------------------------------------------------------------
     @staticmethod
