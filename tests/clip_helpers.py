@@ -60,9 +60,9 @@ def soft_subject(seed: int = 3) -> tuple[np.ndarray, np.ndarray, tuple[int, int]
     return colour, alpha.astype(np.float32), (pad, pad)
 
 
-def background(frames: int, start: int = 200) -> list[np.ndarray]:
-    """vtest.avi seen by a camera that pushes in while it pans right and down."""
-    info = probe(SAMPLES / "vtest.avi")
+def background(frames: int, start: int = 200, video: str = "vtest.avi") -> list[np.ndarray]:
+    """Real footage (vtest.avi) seen by a camera that pushes in while it pans right and down."""
+    info = probe(SAMPLES / video)
     out = []
     for t, source in enumerate(f for _, f in FrameReader(info, FrameRange(start, start + frames - 1)).frames()):
         zoom = 1.0 + 0.004 * t
@@ -101,3 +101,18 @@ def soft_clip(folder, frames: int) -> tuple[str, np.ndarray, list[tuple[int, int
         truths.append(truth)
         corners.append((px, py))
     return write_sequence(folder, np.stack(pictures), first=0, pattern="soft.%04d.png"), np.stack(truths), corners
+
+
+def hard_clip_frames(frames: int, start: int, offset: tuple[int, int] = (0, 0),
+                     video: str = "vtest.avi") -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The hard-edged cut-out moving over the moving background that starts at frame ``start`` of ``video``."""
+    colour = np.zeros((120, 110, 3), np.float32)
+    colour[:] = photo_patch()
+    alpha = hard_shape().astype(np.float32)
+    pictures, truths = [], []
+    for t, frame in enumerate(background(frames, start, video)):
+        px, py = position(t)
+        picture, truth = compose(frame, colour, alpha, px + offset[0], py + offset[1])
+        pictures.append(picture)
+        truths.append(truth > 0.5)
+    return pictures, truths

@@ -75,3 +75,30 @@ def test_prompt_tracking_iou(tmp_path, key_frame, prompt):
     bf = mean_boundary_f(mattes[..., 0] > 127, truths)
     print(f"\nprompt tracking, {prompt} on key frame {key_frame}: mean IoU {iou:.3f}, boundary F {bf:.3f} over {FRAMES} frames")
     assert iou >= (0.92 if prompt == "box" else 0.85)
+
+
+def test_second_key_frame_takes_the_subject_again_after_a_cut(tmp_path, caplog):
+    """Two shots cut together; the subject is boxed on the first frame of each (one subject, two key frames)."""
+    import logging
+
+    from clip_helpers import hard_clip_frames, position
+
+    caplog.set_level(logging.INFO, logger="vfx.segment.prompt")
+    first, first_truth = hard_clip_frames(16, start=200)
+    second, second_truth = hard_clip_frames(16, start=60, offset=(150, 40), video="Megamind.avi")
+    pattern = write_sequence(tmp_path, np.stack(first + second), first=0, pattern="cut.%04d.png")
+    truths = np.stack(first_truth + second_truth)
+    (x0, y0), (x1, y1) = position(0), position(0)
+    results = {}
+    for name, subject in (("one key frame", f"box:{x0 - 4},{y0 - 4},118,128@0"),
+                          ("two key frames", f"box:{x0 - 4},{y0 - 4},118,128@0+box:{x1 + 150 - 4},{y1 + 40 - 4},118,128@16")):
+        out = tmp_path / name.replace(" ", "_")
+        out.mkdir()
+        config = with_overrides(PipelineConfig(), {"segment.subject": [subject], "restyle.style": "night", "segment.feather_px": 0})
+        run_job(JobSpec(pattern, str(out / "o.%04d.png"), config, matte=str(out / "m.%04d.png")))
+        mattes = read_all(out / "m.%04d.png")[1][..., 0] > 127
+        results[name] = mean_iou(mattes, truths), mean_boundary_f(mattes, truths)
+        print(f"\ncut at frame 16, {name}: mean IoU {results[name][0]:.3f}, boundary F {results[name][1]:.3f} over 32 frames")
+    assert results["two key frames"][0] >= 0.92
+    assert results["one key frame"][0] < 0.6  # lost at the cut without the second key frame
+    assert "shot cut at frame 16" in caplog.text and "re-prompted on key frame 16" in caplog.text

@@ -19,13 +19,15 @@ def _person(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
 
 
 def _prompt(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
-    return PromptSegmenter(spec.prompt, feather_px=config.feather_px)
+    return PromptSegmenter(spec.prompts, feather_px=config.feather_px)
 
 
 def _sam(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
     from vfx.models import ModelStore, choose_model
     from vfx.segment.sam import SamPersonSegmenter, SamSegmenter, load_sam
 
+    if len(spec.prompts) > 1:
+        raise VfxError("segmenter sam: one key frame per subject; --segmenter prompt takes several")
     store = ModelStore()
     name, why = choose_model(store, "sam", config.model, config.allow_noncommercial)
     if name is None:

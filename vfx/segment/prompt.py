@@ -1,15 +1,16 @@
-"""Promptable subject matte: GrabCut on a key frame, tracked both ways with DIS optical flow.
+"""Promptable subject matte: GrabCut on key frames, tracked both ways with DIS optical flow.
 
 The key frame's mask is warped frame to frame by dense flow (so it follows camera motion) and
 re-refined by GrabCut in a narrow band around the warped edge, so it does not drift off the
 subject. Frames before the key frame are tracked backward in a first pass whose masks wait in
-a temporary file, which keeps memory flat however long the shot is.
+a temporary file, which keeps memory flat however long the shot is. Each later key frame
+re-prompts the subject from the user's prompt there (after a cut, or where tracking drifted).
 """
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -31,8 +32,9 @@ FrameSource = Callable[[int, int], Iterator[tuple[int, np.ndarray]]]  # (first, 
 class TrackState:
     """What the tracker carries from one batch of a shot to the next."""
 
-    key_frame: int
+    key_frame: int  # the first key frame
     scale: float
+    keys: dict[int, SubjectPrompt] = field(default_factory=dict)  # every key frame's prompt
     previous_gray: np.ndarray | None = None
     previous_mask: np.ndarray | None = None
     previous_thumb: np.ndarray | None = None
@@ -49,9 +51,9 @@ class TrackState:
 class PromptSegmenter:
     name = "segment"
 
-    def __init__(self, prompt: SubjectPrompt, feather_px: float = 4.0, work_size: int = 512,
+    def __init__(self, prompt: SubjectPrompt | Sequence[SubjectPrompt], feather_px: float = 4.0, work_size: int = 512,
                  refine_iterations: int = 2):
-        self.prompt = prompt
+        self.prompts = (prompt,) if isinstance(prompt, SubjectPrompt) else tuple(prompt)
         self.feather_px = feather_px
         self.work_size = work_size
         self.refine_iterations = refine_iterations
@@ -60,10 +62,16 @@ class PromptSegmenter:
     # -- shot lifecycle -------------------------------------------------------------------
     def prepare(self, shot: ShotState, frames: FrameSource) -> None:
         """Find the subject on the key frame and track it back to the shot's first frame."""
-        key = self.prompt.key_frame if self.prompt.key_frame is not None else shot.first_frame
-        self.prompt.check_inside(shot.width, shot.height, shot.first_frame, shot.last_frame)
+        keys: dict[int, SubjectPrompt] = {}
+        for prompt in self.prompts:
+            prompt.check_inside(shot.width, shot.height, shot.first_frame, shot.last_frame)
+            number = prompt.key_frame if prompt.key_frame is not None else shot.first_frame
+            if number in keys:
+                raise VfxError(f"--subject: two prompts for key frame {number}; join them with + and one @{number}")
+            keys[number] = prompt
+        key = min(keys)
         scale = min(1.0, self.work_size / max(shot.width, shot.height))
-        state = TrackState(key_frame=key, scale=scale)
+        state = TrackState(key_frame=key, scale=scale, keys=keys)
         shot.steps[self.name] = state
         if key == shot.first_frame:
             return
@@ -81,7 +89,7 @@ class PromptSegmenter:
 
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
-        mask = self._key_mask(key_rgb, scale)
+        mask = self._key_mask(key_rgb, scale, state.keys[state.key_frame])
         state.first_frame = first
         state.backward = Spool(mask.shape, prefix="vfx-track-")
         state.backward.put(key_index, mask)
@@ -125,8 +133,12 @@ class PromptSegmenter:
             held = False
             if number < state.key_frame:
                 mask = state.backward_mask(number)
-            elif number == state.key_frame:
-                mask = self._key_mask(smalls[i], state.scale)
+            elif number in state.keys:
+                if number != state.key_frame:
+                    log.info("subject re-prompted on key frame %d%s", number,
+                             f" (lost at the cut at frame {state.lost_at})" if state.lost_at is not None else "")
+                mask = self._key_mask(smalls[i], state.scale, state.keys[number])
+                state.lost_at, state.suspect = None, None
             elif state.lost_at is not None:
                 mask = np.zeros_like(state.previous_mask)
             elif state.suspect is not None or is_cut(state.previous_thumb, thumbs[i]):
@@ -232,28 +244,28 @@ class PromptSegmenter:
             refined[sl] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         return _regions_touching(fill_holes(refined), core if core.any() else prior)
 
-    def _key_mask(self, rgb: np.ndarray, scale: float) -> np.ndarray:
-        """GrabCut from the user's box and/or clicks on the key frame."""
+    def _key_mask(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt) -> np.ndarray:
+        """GrabCut from the user's box and/or clicks on a key frame."""
         h, w = rgb.shape[:2]
-        labels = np.full((h, w), cv2.GC_BGD if self.prompt.box is not None else cv2.GC_PR_BGD, dtype=np.uint8)
+        labels = np.full((h, w), cv2.GC_BGD if prompt.box is not None else cv2.GC_PR_BGD, dtype=np.uint8)
         radius = max(2, int(0.02 * min(h, w)))
-        if self.prompt.box is not None:
-            bx, by, bw, bh = (v * scale for v in self.prompt.box)
+        if prompt.box is not None:
+            bx, by, bw, bh = (v * scale for v in prompt.box)
             x0, y0 = int(bx), int(by)
             x1, y1 = int(np.ceil(bx + bw)), int(np.ceil(by + bh))
             labels[y0:y1, x0:x1] = cv2.GC_PR_FGD
-        for px, py in self.prompt.points:
+        for px, py in prompt.points:
             cv2.circle(labels, (int(px * scale), int(py * scale)), int(radius * 4), int(cv2.GC_PR_FGD), -1)
-        for px, py in self.prompt.points:
+        for px, py in prompt.points:
             cv2.circle(labels, (int(px * scale), int(py * scale)), radius, int(cv2.GC_FGD), -1)
-        for px, py in self.prompt.negative_points:
+        for px, py in prompt.negative_points:
             cv2.circle(labels, (int(px * scale), int(py * scale)), radius, int(cv2.GC_BGD), -1)
         if not (labels == cv2.GC_BGD).any() and not (labels == cv2.GC_PR_BGD).any():
             raise VfxError("--subject: the box covers the whole frame; there is no background to learn from")
         cv2.grabCut(np.ascontiguousarray(rgb), labels, None, np.zeros((1, 65)), np.zeros((1, 65)), 5, cv2.GC_INIT_WITH_MASK)
         mask = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         seeds = np.zeros_like(mask)
-        for px, py in self.prompt.points:
+        for px, py in prompt.points:
             seeds[min(h - 1, int(py * scale)), min(w - 1, int(px * scale))] = True
         if not seeds.any():
             seeds = mask
