@@ -116,3 +116,34 @@ def hard_clip_frames(frames: int, start: int, offset: tuple[int, int] = (0, 0),
         pictures.append(picture)
         truths.append(truth > 0.5)
     return pictures, truths
+
+
+def occluder_offset(t: int) -> int | None:
+    """Horizontal offset of the occluder from where it hides the subject fully (frames 12-21); None: out of the picture."""
+    if 12 <= t <= 21:
+        return 0
+    if 9 <= t < 12:
+        return -(12 - t) * 60  # slides in from the left
+    if 21 < t <= 24:
+        return (t - 21) * 60  # and out to the right
+    return None
+
+
+def occluded_clip(folder, frames: int = 34) -> tuple[str, np.ndarray]:
+    """The hard cut-out, hidden for 10 frames by a real foreground object (a piece of building.jpg) that passes over it."""
+    colour = np.zeros((120, 110, 3), np.float32)
+    colour[:] = photo_patch()
+    alpha = hard_shape().astype(np.float32)
+    building = cv2.cvtColor(cv2.imread(str(SAMPLES / "building.jpg")), cv2.COLOR_BGR2RGB)
+    occluder = cv2.resize(building[:300, :280], (150, 160)).astype(np.float32)
+    pictures, truths = [], []
+    for t, frame in enumerate(background(frames)):
+        px, py = position(t)
+        picture, truth = compose(frame, colour, alpha, px, py)
+        offset = occluder_offset(t)
+        if offset is not None:
+            picture, cover = compose(picture, occluder, np.ones((160, 150), np.float32), px - 20 + offset, py - 20)
+            truth = truth * (1 - cover)
+        pictures.append(picture)
+        truths.append(truth > 0.5)
+    return write_sequence(folder, np.stack(pictures), first=0, pattern="occl.%04d.png"), np.stack(truths)

@@ -20,6 +20,7 @@ from vfx.errors import VfxError
 from vfx.frames import FrameBatch, ShotState
 from vfx.matte import fill_holes, is_cut, resize_matte, soft_edge, thumbnail_grey
 from vfx.parallel import map_frames
+from vfx.segment.appearance import Appearance
 from vfx.segment.prompts import SubjectPrompt
 from vfx.segment.spool import Spool
 
@@ -38,7 +39,9 @@ class TrackState:
     previous_gray: np.ndarray | None = None
     previous_mask: np.ndarray | None = None
     previous_thumb: np.ndarray | None = None
-    lost_at: int | None = None  # frame of a shot cut after which the subject is no longer tracked
+    lost_at: int | None = None  # frame from which the subject is not tracked (a cut, an occlusion, gone)
+    appearance: Appearance | None = None  # the subject on the key frames, to find it again
+    key_score: float = 0.0  # how much the key frames' masks looked like the subject
     suspect: int | None = None  # a frame unlike the one before, at a batch's end: damaged or a cut?
     skipped: bool = False  # the previous frame was held as damaged
     backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
@@ -90,6 +93,7 @@ class PromptSegmenter:
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
         mask = self._key_mask(key_rgb, scale, state.keys[state.key_frame])
+        self._learn(state, key_rgb, mask)
         state.first_frame = first
         state.backward = Spool(mask.shape, prefix="vfx-track-")
         state.backward.put(key_index, mask)
@@ -136,19 +140,22 @@ class PromptSegmenter:
             elif number in state.keys:
                 if number != state.key_frame:
                     log.info("subject re-prompted on key frame %d%s", number,
-                             f" (lost at the cut at frame {state.lost_at})" if state.lost_at is not None else "")
+                             f" (not tracked since frame {state.lost_at})" if state.lost_at is not None else "")
                 mask = self._key_mask(smalls[i], state.scale, state.keys[number])
+                if number != state.key_frame or state.appearance is None:
+                    self._learn(state, smalls[i], mask)
                 state.lost_at, state.suspect = None, None
             elif state.lost_at is not None:
-                mask = np.zeros_like(state.previous_mask)
+                mask = self._find_again(state, number, smalls[i])
             elif state.suspect is not None or is_cut(state.previous_thumb, thumbs[i]):
                 mask, held = self._after_jump(state, number, thumbs[i], thumbs[i + 1] if i + 1 < len(numbers) else None)
                 if not held and state.lost_at is None:  # the frame after a damaged one, tracked from the last good one
-                    mask = self._propagate(state.previous_mask, self._flows(grays[i], state.previous_gray), smalls[i])
+                    mask = self._check(state, number, smalls[i], self._propagate(
+                        state.previous_mask, self._flows(grays[i], state.previous_gray), smalls[i]))
             else:
                 # after a held (damaged) frame, track from the last good frame instead
                 flow = self._flows(grays[i], state.previous_gray) if state.skipped else flows[i]
-                mask = self._propagate(state.previous_mask, flow, smalls[i])
+                mask = self._check(state, number, smalls[i], self._propagate(state.previous_mask, flow, smalls[i]))
             masks.append(mask)
             state.skipped = held
             if not held:  # a damaged frame never becomes what the next frame is tracked from
@@ -182,6 +189,50 @@ class PromptSegmenter:
         state.lost_at = number
         log.warning("shot cut at frame %d: the subject is not tracked from there on", number)
         return empty, False
+
+    # -- losing the subject and finding it again -----------------------------------------
+    @staticmethod
+    def _learn(state: TrackState, rgb: np.ndarray, mask: np.ndarray) -> None:
+        seen = Appearance.from_key_frame(rgb, mask)
+        if state.appearance is None:
+            state.appearance = seen
+        else:
+            state.appearance.add(seen)
+        state.key_score = state.appearance.score(rgb, mask)
+
+    @staticmethod
+    def _check(state: TrackState, number: int, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The tracked mask, or nothing when it shrank away (occluded, gone) or no longer looks like the subject."""
+        if state.appearance is None:
+            return mask
+        small = mask.sum() < 0.15 * state.appearance.area
+        if small or state.appearance.score(rgb, mask) < 0.5 * state.key_score:
+            state.lost_at = number
+            log.info("subject lost at frame %d (%s): looking for it by its key-frame appearance", number,
+                     "occluded or gone" if small else "the tracked region no longer looks like it")
+            return np.zeros_like(mask)
+        return mask
+
+    def _find_again(self, state: TrackState, number: int, rgb: np.ndarray) -> np.ndarray:
+        """While the subject is not tracked: a subject-coloured region of its size, cut out by GrabCut, that looks like it."""
+        empty = np.zeros(rgb.shape[:2], dtype=bool)
+        if state.appearance is None:
+            return empty
+        for (x, y, w, h), _ in state.appearance.candidates(rgb)[:2]:
+            pad_x, pad_y = int(0.15 * w) + 2, int(0.15 * h) + 2
+            x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
+            x1, y1 = min(rgb.shape[1], x + w + pad_x), min(rgb.shape[0], y + h + pad_y)
+            try:
+                mask = self._key_mask(rgb, 1.0, SubjectPrompt(None, (x0, y0, x1 - x0, y1 - y0)))
+            except VfxError:
+                continue
+            area = mask.sum() / state.appearance.area
+            if 0.4 <= area <= 2.5 and state.appearance.score(rgb, mask) >= 0.8 * state.key_score:
+                log.info("subject found again at frame %d from its key-frame appearance (not tracked since frame %d)",
+                         number, state.lost_at)
+                state.lost_at = None
+                return mask
+        return empty
 
     # -- pieces ---------------------------------------------------------------------------
     @staticmethod
