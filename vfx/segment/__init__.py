@@ -10,6 +10,7 @@ from vfx.frames import Step
 from vfx.segment.person import PersonSegmenter
 from vfx.segment.prompt import PromptSegmenter
 from vfx.segment.prompts import SubjectSpec, parse_subject
+from vfx.segment.subjects import SubjectSet
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def build_segmenter(config: SegmentConfig, device: str) -> Step | None:
     spec = parse_subject(config.subject)
     if spec.kind == "none":
         return None
+    if spec.subjects:  # several subjects: one segmenter each
+        return SubjectSet({s.id: build_segmenter(config.model_copy(update={"subject": [s.text]}), device) for s in spec.subjects})
     if config.backend == "auto":
         for name in AUTO_ORDER:
             builder, kinds = SEGMENTERS[name]
