@@ -85,6 +85,13 @@ def plan(spec: JobSpec) -> tuple[VideoInfo, FrameRange]:
     return info, frame_range
 
 
+def check_job(spec: JobSpec) -> Plan:
+    """Everything that can be refused before a frame is decoded or a weight loaded: the input, the
+    range, the outputs, and a backend for every capability the config needs."""
+    plan(spec)
+    return plan_steps(spec.config, resolve_device(spec.config.device))
+
+
 def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
             cancelled: Callable[[], bool] | None = None, on_start: Callable[[int], None] | None = None,
             gate: Any | None = None) -> JobResult:
