@@ -30,8 +30,8 @@ def studio(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     key = home / "holder.key"
     for args in (("consent", "keygen", str(key), "--trust"),
-                 ("consent", "enroll", "roxanne", "--from", MEGAMIND, "--frames", "160-195", "--step", "5"),
-                 ("consent", "enroll", "hal", "--from", MEGAMIND, "--frames", "200-260", "--step", "10")):
+                 ("consent", "enroll", "roxanne", "--from", MEGAMIND, "--frames", "160-195", "--step", "5", "--key", str(key)),
+                 ("consent", "enroll", "hal", "--from", MEGAMIND, "--frames", "200-260", "--step", "10", "--key", str(key))):
         result = vfx(home, *args)
         assert result.returncode == 0, result.stderr
     until = (date.today() + timedelta(days=30)).isoformat()
