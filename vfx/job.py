@@ -134,7 +134,7 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
     if config.output.provenance and not info.is_sequence and not Path(spec.output).name.count("%"):
         identity_hashes = gate.identity.model_hashes if gate is not None else {}
         provenance = str(_write_provenance(spec, info, frame_range, steps, backends, grant_ids, ledger_head, device,
-                                           identity_hashes))
+                                           identity_hashes, gate.likeness_edits() if gate is not None else []))
     return JobResult(
         output=spec.output, matte=spec.matte, frame_range=frame_range, frames=result.frames, seconds=result.seconds,
         bad_frames=bad_frames, device=device, batch_size=batch_size, steps=[s.name for s in steps],
@@ -185,7 +185,7 @@ def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: lis
 
 def _write_provenance(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: list[Step],
                       backends: dict[str, str], grant_ids: list[str], ledger_head: str | None, device: str,
-                      identity_hashes: dict[str, str]) -> Path:
+                      identity_hashes: dict[str, str], consent: list[dict] | None = None) -> Path:
     from vfx.provenance import write_provenance
 
     config = spec.config
@@ -195,4 +195,4 @@ def _write_provenance(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, s
         model_hashes.update(getattr(step, "model_hashes", {}) or {})
     described = [{"name": s.name, "backend": type(s).__name__} for s in steps]
     described.insert(0, {"name": "decode", "frames": [frame_range.first, frame_range.last], "device": device})
-    return write_provenance(spec.output, inputs, described, backends, model_hashes, grant_ids, ledger_head)
+    return write_provenance(spec.output, inputs, described, backends, model_hashes, grant_ids, ledger_head, consent=consent)

@@ -86,6 +86,7 @@ class ConsentGate:
         self._tallies: dict[str, _Tally] = {}
         self._refreshed_at = float("-inf")
         self._used_grants: set[str] = set()
+        self._edits: dict[tuple[str, str, str], dict[int, tuple[float, float, float, float]]] = {}
         with store.session() as session:
             self.subjects: list[Subject] = load_subjects(session)
             entries, head = ledger.read_entries(session)
@@ -204,6 +205,8 @@ class ConsentGate:
             if decision.allowed:
                 face.allowed_ops[operation] = decision.grant_id
                 face.refused_ops.pop(operation, None)
+                if frame is not None:
+                    self.record_edit(face, operation, frame)
             else:
                 face.refused_ops[operation] = decision.reason
                 face.allowed_ops.pop(operation, None)
@@ -220,6 +223,38 @@ class ConsentGate:
     def record_job(self, event: Literal["started", "finished", "failed"], details: dict[str, Any]) -> str:
         """Append a job start/finish to the ledger; returns the new ledger head hash."""
         return self._append(f"job.{event}", {"project": self.project, **details}).hash
+
+    def record_edit(self, face: Face, operation: str, frame: int) -> None:
+        """Note that ``face`` (allowed ``operation`` under a grant) is edited in ``frame``, for provenance."""
+        grant_id = face.allowed_ops.get(operation)
+        if not grant_id:
+            return
+        with self._lock:
+            frames = self._edits.setdefault((grant_id, face.subject, operation), {})
+            x, y, w, h = (float(v) for v in face.box)
+            if frame in frames:  # the same subject twice in a frame: one box around both
+                px, py, pw, ph = frames[frame]
+                x, y, w, h = min(x, px), min(y, py), max(x + w, px + pw) - min(x, px), max(y + h, py + ph) - min(y, py)
+            frames[frame] = (x, y, w, h)
+
+    def likeness_edits(self) -> list[dict[str, Any]]:
+        """Each allowed likeness edit for provenance: grant, subject and its signed reference digest,
+        operation, and runs of consecutive frames with the pixel box that held the face in each run."""
+        with self._lock:
+            edits = {key: dict(frames) for key, frames in self._edits.items()}
+        result = []
+        for (grant_id, subject, operation), frames in sorted(edits.items()):
+            enrolled = self.state.subjects.get(subject)
+            runs: list[dict[str, Any]] = []
+            for first, last in frame_ranges(sorted(frames)):
+                boxes = [frames[f] for f in range(first, last + 1) if f in frames]
+                x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+                x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+                runs.append({"first": first, "last": last, "x": round(x0), "y": round(y0),
+                             "width": round(x1 - x0), "height": round(y1 - y0)})
+            result.append({"grant_id": grant_id, "subject": subject, "operation": operation,
+                           "subject_digest": enrolled.digest if enrolled else None, "ranges": runs})
+        return result
 
     def grant_ids_used(self) -> list[str]:
         with self._lock:
