@@ -23,6 +23,7 @@ from serving.capabilities import Face, Restyle, Segment
 from serving.consent_api import consent_router
 from serving.jobs import ChunkWorker, JobManager, job_outputs
 from serving.logs import job_logger, setup_logging
+from serving.readiness import Readiness
 import serving.metrics as metrics
 from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
@@ -34,6 +35,7 @@ from vfx.job import build_steps
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
 
+APPLICATIONS = ("vfx",)  # Serve applications whose deployments readiness waits for
 UPLOAD_BLOCK = 1 << 20
 KICK_TIMEOUT_S = 2.0
 
@@ -136,10 +138,15 @@ class Gateway:
         # shared state goes through the running app (request.app) and the metrics module.
         api.state.keys = Keys(self.settings.keys_file)
         api.state.consent_db = self.settings.consent_db
+        self.readiness = Readiness(APPLICATIONS)
 
-    @api.get("/healthz", tags=["operations"])
-    async def healthz(self) -> dict[str, str]:
-        """Liveness and readiness; the only route without a key (for load balancers and kubelets)."""
+    @api.get("/healthz", tags=["operations"], response_model=None)
+    async def healthz(self) -> dict[str, Any] | JSONResponse:
+        """Readiness: 200 once every deployment has a running replica, else 503 naming what is missing.
+        The only route without a key (for load balancers and kubelets)."""
+        waiting = await asyncio.to_thread(self.readiness.check)
+        if waiting:
+            return JSONResponse({"status": "starting", "waiting": waiting}, status_code=503)
         return {"status": "ok"}
 
     @api.get("/metrics", tags=["operations"], response_class=Response)
@@ -351,3 +358,9 @@ def build(args: dict[str, Any]) -> Any:
     workers = serve.deployment(ChunkWorker, name="ChunkWorker").options(**options["ChunkWorker"]).bind(settings)
     manager = serve.deployment(JobManager, name="JobManager").options(**options["JobManager"]).bind(settings, workers)
     return Gateway.options(**options["Gateway"]).bind(settings, bound["Segment"], bound["Restyle"], bound["Face"], manager)
+
+
+def run_applications(args: dict[str, Any], wait: bool = True) -> None:
+    """Deploy every application of the service on the running Serve instance (``vfx serve``, tests)."""
+    serve.run_many([serve.RunTarget(target=build(args), name="vfx", route_prefix="/")],
+                   wait_for_applications_running=wait)
