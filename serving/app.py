@@ -200,7 +200,7 @@ class Gateway:
             return self._replay(job, request_digest, response)
         job_logger(job["id"]).info("job accepted from %s: frames %d-%d", principal.name, frame_range.first,
                                    frame_range.last, extra={"principal": principal.name})
-        await self._kick_manager()
+        await self._kick_manager(job["id"])
         return job_view(job, self.store)
 
     def _replay(self, job: dict[str, Any], request_digest: str, response: Response) -> dict[str, Any]:
@@ -209,11 +209,11 @@ class Gateway:
         response.status_code = 200
         return job_view(job, self.store)
 
-    async def _kick_manager(self) -> None:
+    async def _kick_manager(self, job_id: str) -> None:
         try:
             await asyncio.wait_for(self.manager.kick.remote(), KICK_TIMEOUT_S)
-        except (asyncio.TimeoutError, Exception):
-            pass  # the manager's poll picks the job up; it may be restarting right now
+        except Exception:  # the job is stored: the manager's next poll picks it up (it may be restarting)
+            job_logger(job_id).warning("could not wake the job manager; its next poll starts the job", exc_info=True)
 
     async def _receive_upload(self, file: UploadFile) -> tuple[Path, str, bool]:
         limit = self.settings.limits.max_bytes
