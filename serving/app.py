@@ -30,6 +30,7 @@ from serving.untrusted import Refused, probe_untrusted
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.job import build_steps
+from vfx.provenance import sidecar_path
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
 
@@ -270,12 +271,15 @@ class Gateway:
         job = self._owned_job(job_id, principal)
         output, matte, manifest = job_outputs(job)
         files = {"output": (output, "video/mp4"), "manifest": (manifest, "application/json"),
+                 "provenance": (sidecar_path(output), "application/json"),  # signed sidecar: vfx provenance verify
                  **({"matte": (matte, "video/mp4")} if matte else {})}
         if what not in files:
             raise HTTPException(404, f"no {what} for this job; there is {', '.join(files)}")
         if job["state"] != "done":
             raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
         target, media = files[what]
+        if not target.is_file():
+            raise HTTPException(404, f"no {what} was written for this job")
         return FileResponse(target, media_type=media, filename=f"{job_id}-{target.name}")
 
     @api.delete("/v1/jobs/{job_id}", tags=["jobs"])

@@ -174,6 +174,8 @@ def serve_key_command(
     role: str = typer.Option(..., "--role", help="operator | rights_holder | admin"),
     config: Path = typer.Option(DEFAULT_CONFIG, "--config"),
     keys_file: str = typer.Option(None, "--keys-file", help="default: the config's keys_file"),
+    holder_key: str = typer.Option(None, "--holder-key", help="a rights holder's Ed25519 public key (.pub): "
+                                   "the documents they sign and upload must carry it"),
 ) -> None:
     """Create an API key; only its SHA-256 is stored, so the key is shown this once."""
     from serving.auth import Role, add_key
@@ -183,7 +185,11 @@ def serve_key_command(
     except ValueError:
         raise VfxError(f"--role {role!r}: choose operator, rights_holder or admin") from None
     path = keys_file or read_serve_config(config)["args"].get("keys_file", "~/.vfx/serve/keys.yaml")
-    typer.echo(add_key(path, name, chosen))
+    if holder_key:
+        from vfx.consent.keys import load_public_key_text
+
+        holder_key = load_public_key_text(holder_key)
+    typer.echo(add_key(path, name, chosen, holder_key))
 
 
 def register(app: typer.Typer) -> None:
