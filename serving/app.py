@@ -1,4 +1,4 @@
-"""The vfx Ray Serve application: a FastAPI ingress over job, stream and model deployments.
+"""The vfx Ray Serve application: a FastAPI ingress over the job deployments (streams: serving/stream_app.py).
 
 ``build(args)`` is the import path for ``serve deploy configs/serve.yaml`` and for ``vfx serve``.
 """
@@ -12,14 +12,13 @@ import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, WebSocket
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from pydantic import ValidationError
 from ray import serve
 
 from serving.auth import KeyRing, Principal, Role, key_from_headers
-from serving.capabilities import Face, Restyle, Segment
 from serving.consent_api import consent_router
 from serving.jobs import ChunkWorker, JobManager, job_outputs
 from serving.logs import job_logger, setup_logging
@@ -27,7 +26,6 @@ from serving.readiness import Readiness
 import serving.metrics as metrics
 from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
-from serving.stream import StreamOptions, StreamSession
 from serving.untrusted import Refused, probe_untrusted
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
@@ -36,7 +34,7 @@ from vfx.provenance import sidecar_path
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
 
-APPLICATIONS = ("vfx",)  # Serve applications whose deployments readiness waits for
+APPLICATIONS = ("vfx", "vfx-stream")  # Serve applications whose deployments readiness waits for
 UPLOAD_BLOCK = 1 << 20
 KICK_TIMEOUT_S = 2.0
 
@@ -127,13 +125,12 @@ def job_view(job: dict[str, Any], store: JobStore) -> dict[str, Any]:
 @serve.deployment(name="Gateway")
 @serve.ingress(api)
 class Gateway:
-    def __init__(self, settings: dict[str, Any], segment: Any, restyle: Any, face: Any, manager: Any):
+    def __init__(self, settings: dict[str, Any], manager: Any):
         self.settings: ServeSettings = load_settings(settings)
         setup_logging(self.settings.log_level)
         for sub in ("uploads", "jobs"):
             (self.settings.state_path / sub).mkdir(parents=True, exist_ok=True)
         self.store = JobStore(self.settings.db_url)
-        self.handles = {"Segment": segment, "Restyle": restyle, "Face": face}
         self.manager = manager
         # Serve pickles this class by value, so module-level objects used in its methods are copies;
         # shared state goes through the running app (request.app) and the metrics module.
@@ -293,49 +290,14 @@ class Gateway:
         job_logger(job_id).info("job cancelled by %s", principal.name)
         return job_view(self.store.job(job_id), self.store)
 
-    @api.websocket("/v1/stream")
-    async def stream(self, websocket: WebSocket) -> None:
-        """Live frames; see serving/stream.py for the protocol."""
-        await websocket.accept()
-        try:
-            authenticate(websocket.app.state.keys, websocket.headers.get("authorization"), websocket.headers.get("x-api-key"),
-                         (Role.operator,))
-        except HTTPException as exc:
-            await websocket.close(code=4000 + exc.status_code, reason=exc.detail[:120])
-            return
-        try:
-            options = StreamOptions.model_validate_json(await asyncio.wait_for(
-                websocket.receive_text(), self.settings.stream.idle_timeout_s))
-        except (ValidationError, asyncio.TimeoutError, KeyError) as exc:
-            await websocket.close(code=4422, reason=f"first message must be the stream options: {type(exc).__name__}")
-            return
-        if (problem := options.problem()) is not None:
-            await websocket.close(code=4422, reason=problem[:120])
-            return
-        session = StreamSession(websocket, options, self.settings.stream, self.handles)
-        await websocket.send_text(json.dumps({"type": "ready", "stream_id": session.stream_id,
-                                              "queue_frames": self.settings.stream.queue_frames}))
-        metrics.STREAMS_OPEN.inc()
-        try:
-            counts = await session.run()
-            await websocket.send_text(json.dumps({"type": "summary", "received": counts.received,
-                                                  "processed": counts.processed, "dropped": counts.dropped,
-                                                  "rejected": counts.rejected}))
-            await websocket.close()
-        except Exception:
-            pass  # the client went away; nothing is owed to it
-        finally:
-            metrics.STREAMS_OPEN.dec()
-
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    # every open stream is one ongoing request on the gateway for as long as it lasts
     "Gateway": {"num_replicas": 1, "max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.1}},
     "JobManager": {"num_replicas": 1, "max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.05}},
     "ChunkWorker": {"num_replicas": 2, "max_ongoing_requests": 1, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}},
-    "Segment": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0}},
-    "Restyle": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0}},
-    "Face": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.25, "num_gpus": 0}},
+    # the stream application (serving.stream_app): each open stream holds one StreamGateway request
+    "StreamGateway": {"num_replicas": 1, "max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 0.1}},
+    "Frames": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}},
 }
 
 
@@ -354,17 +316,16 @@ def build(args: dict[str, Any]) -> Any:
     args = dict(args or {})
     options = deployment_options(args.pop("deployments", None))
     settings = load_settings(args).model_dump()
-    stream = settings["stream"]
-    if stream["max_batch_size"] > min(options[n].get("max_ongoing_requests", 5) for n in ("Segment", "Restyle", "Face")):
-        raise VfxError("serve config: max_ongoing_requests of the model deployments must be at least stream.max_batch_size")
-    bound = {name: serve.deployment(cls, name=name).options(**options[name]).bind(stream)
-             for name, cls in (("Segment", Segment), ("Restyle", Restyle), ("Face", Face))}
     workers = serve.deployment(ChunkWorker, name="ChunkWorker").options(**options["ChunkWorker"]).bind(settings)
     manager = serve.deployment(JobManager, name="JobManager").options(**options["JobManager"]).bind(settings, workers)
-    return Gateway.options(**options["Gateway"]).bind(settings, bound["Segment"], bound["Restyle"], bound["Face"], manager)
+    return Gateway.options(**options["Gateway"]).bind(settings, manager)
 
 
 def run_applications(args: dict[str, Any], wait: bool = True) -> None:
-    """Deploy every application of the service on the running Serve instance (``vfx serve``, tests)."""
-    serve.run_many([serve.RunTarget(target=build(args), name="vfx", route_prefix="/")],
+    """Deploy both applications of the service on the running Serve instance (``vfx serve``, tests):
+    REST at /, streams at /v1/stream, as configs/serve.yaml declares them for ``serve deploy``."""
+    from serving.stream_app import APP_NAME, ROUTE_PREFIX, build_stream
+
+    serve.run_many([serve.RunTarget(target=build(args), name="vfx", route_prefix="/"),
+                    serve.RunTarget(target=build_stream(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)],
                    wait_for_applications_running=wait)

@@ -44,6 +44,11 @@ class StreamSettings(BaseModel):
     max_frame_bytes: int = Field(8 * 1024**2, ge=1024)
     idle_timeout_s: float = Field(60.0, gt=0)
     max_streams_state: int = Field(64, ge=1, description="per-stream temporal states a replica keeps (LRU)")
+    max_width: int = Field(4096, ge=16, description="frame width a JPEG may declare, checked before decoding")
+    max_height: int = Field(4096, ge=16, description="frame height a JPEG may declare, checked before decoding")
+    max_streams: int = Field(16, ge=1, description="open streams per stream-gateway replica")
+    max_streams_per_key: int = Field(4, ge=1, description="open streams of one API key per stream-gateway replica")
+    max_stream_seconds: float = Field(3600.0, gt=0, description="a stream is ended after this long")
 
 
 class ServeSettings(BaseModel):
