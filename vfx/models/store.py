@@ -94,6 +94,13 @@ class ModelStore:
 
     def present(self, name: str) -> bool:
         entry = self.manifest.entry(name)
+        if entry.package:  # embedded: installed with its package (hashes are checked when loaded)
+            from vfx.models.embedded import embedded_path
+
+            try:
+                return all(embedded_path(entry, f).is_file() for f in entry.files)
+            except VfxError:
+                return False
         return all((self.folder(name) / f.path).is_file() for f in entry.files)
 
     # -- changes ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from onnx import numpy_helper
 
 from vfx.config import RestyleConfig
 from vfx.errors import VfxError
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, ShotState, Step
 from vfx.models import load_manifest
 from vfx.models.embedded import read_embedded
 from vfx.parallel import cpu_workers, map_frames
@@ -97,7 +97,7 @@ class Network:
     def __init__(self, name: str, device: str, axes: dict[str, dict[int, str]]):
         entry = load_manifest().entry(name)
         data = read_embedded(entry, entry.files[0])  # sha256 checked; a modified file is refused here
-        self.name, self.sha256 = name, entry.files[0].sha256
+        self.label, self.sha256 = f"{name}/{entry.files[0].path}", entry.files[0].sha256
         options = ort.SessionOptions()
         options.intra_op_num_threads = cpu_workers()
         options.inter_op_num_threads = 1
@@ -164,7 +164,7 @@ class NeuralState:
     temporal: TemporalState = field(default_factory=TemporalState)
 
 
-class NeuralRestyle:
+class NeuralRestyle(Step):
     name = "restyle"
 
     def __init__(self, config: RestyleConfig, device: str = "cpu", painting: np.ndarray | None = None,
@@ -183,8 +183,7 @@ class NeuralRestyle:
         else:
             self.multi = Network(MULTI, device, {"image": {0: "batch"}})
             self.networks = [self.multi]
-        self.model_hashes = {n.name: n.sha256 for n in self.networks}
-        self.audio_path = None
+        self.model_hashes = {n.label: n.sha256 for n in self.networks}
 
     def work_size(self, width: int, height: int) -> tuple[int, int]:
         """Working (width, height): longest side ``neural_size`` (never enlarged), multiples of 4."""
