@@ -14,6 +14,8 @@ from vfx.errors import VfxError
 from vfx.face.contact import contact_sheet, face_crop
 from vfx.face.detect import EYES_AND_MOUTH, FaceDetector
 from vfx.face.rejuvenate import Rejuvenate, skin_mask
+from vfx.face.tracks import DetectFaces
+from vfx.frames import frame_ranges
 
 OP = "rejuvenate"
 
@@ -94,6 +96,19 @@ def test_shot_summary_in_ledger(consent, result):
     assert mine and mine[-1]["subjects"]["roxanne"]["grant_ids"] == [consent.grant_id]
 
 
+def test_ledger_edited_frames_are_the_changed_frames(consent, result):
+    """The audit record is exact: the frames the ledger says were edited are the frames whose pixels changed."""
+    src, out, _, summary = result
+    changed = frame_ranges([SHOT.first + i for i in range(len(src)) if not np.array_equal(src[i], out[i])])
+    with consent.store.session() as session:
+        rows = session.execute(select(LedgerRow).where(LedgerRow.kind == "gate.shot")).scalars().all()
+    ledger = [json.loads(r.payload) for r in rows if json.loads(r.payload).get("operation") == OP][0]
+    assert changed and ledger["edited_frames"] == changed == summary["edited_frames"]
+    assert ledger["subjects"]["roxanne"]["edited"] == changed
+    assert ledger["edited_count"] == sum(b - a + 1 for a, b in changed)
+    assert ledger["message"].startswith(f"{OP}: edited roxanne on {ledger['edited_count']} frames")
+
+
 def test_strength_out_of_range(consent):
     with pytest.raises(VfxError):
         Rejuvenate(consent.gate(), 1.5)
@@ -106,7 +121,8 @@ def test_revocation_mid_shot_stops_further_edits(tmp_path):
     from vfx.video.probe import FrameRange
 
     consent = make_consent(tmp_path, (OP,))
-    step = Rejuvenate(consent.gate(), 1.0)
+    gate = consent.gate()
+    detect, step = DetectFaces(gate=gate, operations=(OP,)), Rejuvenate(gate, 1.0)
     frames = FrameRange(156, 179)
     shot = new_shot(frames)
     changed = []
@@ -114,7 +130,7 @@ def test_revocation_mid_shot_stops_further_edits(tmp_path):
         if k == 2:
             revoke_grant(consent.store, consent.holder, consent.grant_id, "actor withdrew consent", consent.trusted)
         before = batch.frames.copy()
-        batch = step(batch, shot)
+        batch = step(detect(batch, shot), shot)
         changed.append(not np.array_equal(before, batch.frames))
     summary = step.finish(shot)
     assert changed == [True, True, False, False]

@@ -11,6 +11,7 @@ from typing import Any
 from vfx.config import FaceConfig, PipelineConfig
 from vfx.devices import default_batch_size, resolve_device
 from vfx.errors import VfxError
+from vfx.face import build_face_steps
 from vfx.frames import ShotState, Step
 from vfx.pipeline import Pipeline, Sink
 from vfx.restyle import build_restyler
@@ -64,36 +65,6 @@ def build_steps(config: PipelineConfig, device: str, gate: Any | None = None) ->
 
 def needs_consent(config: PipelineConfig) -> bool:
     return config.face.rejuvenate is not None or config.face.lipsync is not None
-
-
-def build_face_steps(face: FaceConfig, gate: Any | None) -> list[Step]:
-    if face.rejuvenate is None and face.lipsync is None:
-        return []
-    from vfx.face.tracks import DetectFaces
-    from vfx.face.lipsync import LipSync
-    from vfx.face.rejuvenate import Rejuvenate
-    from vfx.face.scrfd import face_detector
-
-    if gate is None:
-        raise VfxError("face edits run only through the consent gate (--project)")
-    if face.backend not in ("auto", "classic", "onnx"):
-        raise VfxError(f"face backend {face.backend!r}: expected auto, classic or onnx")
-    backend = "onnx" if face.backend == "onnx" else "classic"
-    shared = DetectFaces(face_detector(face.detector, face.allow_noncommercial))  # both steps share detections and tracks
-    steps: list[Step] = []
-    if face.rejuvenate is not None:
-        steps.append(Rejuvenate(gate, face.rejuvenate, backend=backend, faces=shared,
-                                model_path=_onnx_model("face_age_onnx", "face_age.onnx") if backend == "onnx" else None))
-    if face.lipsync is not None:
-        steps.append(LipSync(gate, face.lipsync, backend=backend, faces=shared,
-                             model_path=_onnx_model("face_lipsync_onnx", "face_lipsync.onnx") if backend == "onnx" else None))
-    return steps
-
-
-def _onnx_model(name: str, filename: str) -> str:
-    from vfx.models import ModelStore
-
-    return str(ModelStore().require(name) / filename)
 
 
 def plan(spec: JobSpec) -> tuple[VideoInfo, FrameRange]:

@@ -21,11 +21,9 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.face.audio import RATE, Phone, load_audio, loudness, phonemes
-from vfx.face.decisions import finish_consent
 from vfx.face.detect import (CHIN, LIPS_INNER, LOWER_LIP_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_LIP_INNER,
                              face_scale)
-from vfx.face.rejuvenate import edit_granted_faces, find_and_decide
-from vfx.face.tracks import DetectFaces
+from vfx.face.report import edit_granted_faces, finish_report
 from vfx.frames import Face, FrameBatch, ShotState
 
 OPERATION = "lipsync"
@@ -156,7 +154,7 @@ class LipSync:
     operation = OPERATION
 
     def __init__(self, gate: Any, audio_path: str, backend: str = "classic", model_path: str | None = None,
-                 workers: int = 2, faces: DetectFaces | None = None):
+                 workers: int = 2):
         if not Path(audio_path).is_file():
             raise VfxError(f"--lipsync {audio_path}: no such audio file")
         self.gate = gate
@@ -165,21 +163,20 @@ class LipSync:
         self.mouth = load_mouth_track(self.audio_path)
         self.warp = make_mouth_editor(backend, model_path, self.mouth)
         self.workers = workers
-        self.faces = faces or DetectFaces()
+        self.model_hashes: dict[str, str] = getattr(self.warp, "model_hashes", {})
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        find_and_decide(self.faces, self.gate, self.operation, batch, shot)
         times = (batch.indices - shot.first_frame) / float(shot.fps)
         opening, rounding = self.mouth.targets(times, float(shot.fps))
 
         def edit(frame: np.ndarray, face: Face, i: int) -> None:
             self.warp(frame, face.landmarks, float(times[i]), float(opening[i]), float(rounding[i]))
 
-        return edit_granted_faces(self.name, self.operation, batch, edit, self.workers)
+        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers)
 
     def finish(self, shot: ShotState) -> dict | None:
-        """Record the shot's summary (frames edited/refused per subject, grant ids) with the gate."""
-        return finish_consent(self.gate, shot, self.name, self.operation, {"audio": self.audio_path})
+        """The shot's summary (frames edited, not found, refused per subject), recorded with the gate."""
+        return finish_report(self.gate, shot, self.name, self.operation, {"audio": self.audio_path})
 
 
 def make_mouth_editor(backend: str, model_path: str | None, mouth: MouthTrack):

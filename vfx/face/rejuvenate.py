@@ -11,17 +11,15 @@ with a feathered mask; see ``vfx.face.onnx_backends``.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.face.decisions import TrackConsent, finish_consent
 from vfx.face.detect import (FACE_OVAL, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, RIGHT_BROW,
                              RIGHT_EYE, face_scale)
-from vfx.face.tracks import DetectFaces
+from vfx.face.report import edit_granted_faces, finish_report
 from vfx.frames import Face, FrameBatch, ShotState
 
 OPERATION = "rejuvenate"
@@ -92,6 +90,9 @@ class ClassicRejuvenator:
     zone_smooth = 0.75  # extra pull of under-eye/nasolabial tone towards the surrounding skin
     tone_even = 0.35  # pull of the whole skin's tone towards its smooth average
 
+    def __init__(self, hair: bool = False):
+        self.hair = hair
+
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, strength: float) -> None:
         s = face_scale(landmarks)
         x0, y0, x1, y1 = _crop_box(landmarks, image.shape, pad=0.35 * s)
@@ -121,77 +122,39 @@ def _crop_box(lm: np.ndarray, shape, pad: float) -> tuple[int, int, int, int]:
     return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
 
-def protect_region(face: Face, shape, pad: float = 0.15) -> tuple[int, int, int, int]:
-    """The rectangle that must stay pixel-identical for a face that may not be edited."""
-    x, y, w, h = face.box
-    h_img, w_img = shape[:2]
-    return (max(0, int(x - pad * w)), max(0, int(y - pad * h)),
-            min(w_img, int(np.ceil(x + (1 + pad) * w))), min(h_img, int(np.ceil(y + (1 + pad) * h))))
-
-
-def find_and_decide(faces: DetectFaces, gate: Any, operation: str, batch: FrameBatch, shot: ShotState) -> None:
-    """Detect and track the batch's faces, then let the gate decide ``operation`` for each track."""
-    faces(batch, shot)
-    consent = shot.steps.setdefault(f"{operation}.consent", TrackConsent(operation))
-    consent.decide(gate, batch, DetectFaces.tracks(shot), shot)
-
-
-def edit_granted_faces(step_name: str, operation: str, batch: FrameBatch, edit, workers: int = 2) -> FrameBatch:
-    """Run ``edit(frame_out, face, i)`` on granted faces across the batch in a thread pool, then copy
-    the step's input pixels back over every face that is not granted, so those stay identical."""
-    frames_in = batch.frames
-    out = frames_in.copy()
-
-    def one(i: int) -> None:
-        faces = batch.faces[i]
-        for face in faces:
-            if operation in face.allowed_ops:
-                edit(out[i], face, i)
-        for face in faces:
-            if operation not in face.allowed_ops:
-                x0, y0, x1, y1 = protect_region(face, out[i].shape)
-                out[i, y0:y1, x0:x1] = frames_in[i, y0:y1, x0:x1]
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, range(len(batch))))
-    if batch.source is None:
-        batch.source = frames_in
-    batch.frames = out
-    return batch
-
-
 class Rejuvenate:
-    """Step: rejuvenate every face whose track holds a ``rejuvenate`` grant; others stay pixel-identical."""
+    """Step: rejuvenate every face of ``batch.faces`` granted ``rejuvenate``; others stay pixel-identical."""
 
     name = "rejuvenate"
     operation = OPERATION
 
     def __init__(self, gate: Any, strength: float, backend: str = "classic", model_path: str | None = None,
-                 workers: int = 2, faces: DetectFaces | None = None):
+                 workers: int = 2, hair: bool = False):
         if not 0.0 <= strength <= 1.0:
             raise VfxError(f"--rejuvenate {strength}: strength must be between 0 and 1")
         self.gate = gate
         self.strength = float(strength)
         self.backend = backend
-        self.editor = make_rejuvenator(backend, model_path)
+        self.hair = hair
+        self.editor = make_rejuvenator(backend, model_path, hair)
         self.workers = workers
-        self.faces = faces or DetectFaces()
+        self.model_hashes: dict[str, str] = getattr(self.editor, "model_hashes", {})
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        find_and_decide(self.faces, self.gate, self.operation, batch, shot)
-        if self.strength == 0.0:
-            return batch
-        return edit_granted_faces(self.name, self.operation, batch,
-                                  lambda frame, face, i: self.editor(frame, face.landmarks, self.strength), self.workers)
+        def edit(frame: np.ndarray, face: Face, i: int) -> None:
+            if self.strength > 0.0:
+                self.editor(frame, face.landmarks, self.strength)
+
+        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers)
 
     def finish(self, shot: ShotState) -> dict | None:
-        """Record the shot's summary (frames edited/refused per subject, grant ids) with the gate."""
-        return finish_consent(self.gate, shot, self.name, self.operation)
+        """The shot's summary (frames edited, not found, refused per subject), recorded with the gate."""
+        return finish_report(self.gate, shot, self.name, self.operation)
 
 
-def make_rejuvenator(backend: str, model_path: str | None = None) -> FaceEditor:
+def make_rejuvenator(backend: str, model_path: str | None = None, hair: bool = False) -> FaceEditor:
     if backend == "classic":
-        return ClassicRejuvenator()
+        return ClassicRejuvenator(hair=hair)
     if backend == "onnx":
         if not model_path:
             raise VfxError("rejuvenate backend 'onnx' needs a model file from the model store (model_path)")
