@@ -22,7 +22,7 @@ def build_face_steps(face: Any, gate: Any | None) -> list:
     backend = "onnx" if face.backend == "onnx" else "classic"
     edits: list = []
     if face.rejuvenate is not None:
-        edits.append(Rejuvenate(gate, face.rejuvenate, backend=backend, hair=getattr(face, "rejuvenate_hair", False),
+        edits.append(Rejuvenate(gate, face.rejuvenate, backend=backend, hair=face.rejuvenate_hair,
                                 model_path=_onnx_model("face_age_onnx", "face_age.onnx") if backend == "onnx" else None))
     if face.lipsync is not None:
         edits.append(LipSync(gate, face.lipsync, backend=backend,

@@ -5,6 +5,7 @@ turns that into the shot's summary for the job record and the gate's ledger.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ import numpy as np
 from vfx.errors import VfxError
 from vfx.face.decisions import shot_key
 from vfx.frames import Face, FrameBatch, ShotState, frame_ranges
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -159,6 +162,7 @@ def finish_report(gate: Any, shot: ShotState, step: str, operation: str,
     summary = {**shot_report(record, shot, step, operation), **(extra or {})}
     gate.record_shot(summary)
     shot.events.append(summary)
+    (log.info if summary["edited_count"] else log.warning)(summary["message"])
     if not summary["edited_count"] and getattr(gate, "policy", "skip") == "fail":
         raise VfxError(f"{summary['message']}; consent policy 'fail' refuses the job")
     return summary
