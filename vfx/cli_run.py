@@ -47,6 +47,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
     feather: Optional[float] = typer.Option(None, "--feather", min=0.0, help="Matte edge feather in pixels (outward; the subject itself stays exact)."),
     rejuvenate: Optional[float] = typer.Option(None, "--rejuvenate", min=0.0, max=1.0, help="De-age consented faces by this strength (needs --project and a grant)."),
+    rejuvenate_hair: bool = typer.Option(False, "--rejuvenate-hair", help="With --rejuvenate: also darken grey hair, brows and beard near the face."),
     lipsync: Optional[str] = typer.Option(None, "--lipsync", help="Re-sync consented faces' lips to this audio file; the output carries it (needs --project and a grant)."),
     project: Optional[str] = typer.Option(None, "--project", help="Consent project whose grants allow face edits."),
     consent_policy: Optional[str] = typer.Option(None, "--consent-policy", help="skip (edit only consented faces) | fail (refuse the job if any face is refused)."),
@@ -66,6 +67,7 @@ def run(
         "restyle.model": model if restyler == "diffusion" else None, "restyle.controlnet": controlnet,
         "segment.allow_noncommercial": allow_noncommercial or None, "restyle.allow_noncommercial": allow_noncommercial or None,
         "face.allow_noncommercial": allow_noncommercial or None, "face.detector": face_detector,
+        "face.rejuvenate_hair": rejuvenate_hair or None,
         "face.backend": face_backend, "consent.project": project, "consent.policy": consent_policy, "device": device, "batch_size": batch_size,
         "output.on_bad_frames": "fail" if strict else None, "output.provenance": None if provenance else False,
     })

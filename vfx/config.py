@@ -48,6 +48,7 @@ class RestyleConfig(BaseModel):
 class FaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rejuvenate: float | None = Field(None, ge=0, le=1)
+    rejuvenate_hair: bool = Field(False, description="rejuvenate also darkens grey hair, brows and beard near the face")
     lipsync: str | None = None
     backend: str = "auto"
     detector: Literal["mediapipe", "scrfd"] = Field("mediapipe", description="face boxes: mediapipe (embedded) or scrfd (model store)")
