@@ -7,12 +7,12 @@ decided; a face without an allowed grant gets ``refused_ops[operation]`` and mus
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vfx.frames import Face, FrameBatch, ShotState, Step
+from vfx.frames import Face, FrameBatch, ShotState
 
 if TYPE_CHECKING:
     from vfx.face.tracks import FaceTracks
