@@ -162,3 +162,48 @@ def test_a_full_volume_refuses_work(tmp_path):
     with pytest.raises(Refused) as refused:
         check_space(settings, store, "someone", 1024**3)
     assert refused.value.status == 507 and "not enough free space" in refused.value.reason
+
+
+def serve_replicas(deployment: str) -> list:
+    import ray
+
+    return [ray.get_actor(a["name"], namespace=a["namespace"]) for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["name"].startswith("SERVE_REPLICA::") and f"#{deployment}#" in a["name"]]
+
+
+def wait_frames(client, job_id: str, at_least: int, timeout_s: float = 180) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while client.get(f"/v1/jobs/{job_id}").json()["frames"]["done"] < at_least:
+        assert time.monotonic() < deadline, f"job {job_id} made no progress to {at_least} frames"
+        time.sleep(0.3)
+
+
+def test_kill_drill_manager_and_a_worker_twice_renders_no_chunk_twice(app, tmp_path):
+    import ray
+
+    from serving.store import JobStore
+
+    person_night = {"segment": {"subject": ["person"]}, "restyle": {"style": "night"}}
+    with app.client() as client:
+        response = submit(client, person_night, frames="400-459", path=SAMPLES / "vtest.avi", matte=True)
+        assert response.status_code == 201, response.text
+        job_id = response.json()["id"]
+        for progress in (4, 28):
+            wait_frames(client, job_id, progress)
+            for replica in serve_replicas("JobManager") + serve_replicas("ChunkWorker")[:1]:
+                ray.kill(replica, no_restart=True)
+        job = wait_job(client, job_id, timeout_s=400)
+        assert job["state"] == "done", job
+        output = client.get(f"/v1/jobs/{job_id}/output")
+    store = JobStore(f"sqlite:///{app.state_dir / 'jobs.sqlite'}")
+    chunks = store.chunks(job_id)
+    assert [c.renders for c in chunks] == [1] * 5  # each chunk's kept render happened once
+    assert all(c.lease_holder is None for c in chunks)
+    assert sum(c.attempts for c in chunks) > len(chunks)  # the killed worker's chunks did run again
+    (tmp_path / "out.mp4").write_bytes(output.content)
+    assert probe(tmp_path / "out.mp4").frame_count == 60
+    job_dir = Path(store.job(job_id)["job_dir"])
+    assert sorted(p.name for p in job_dir.iterdir()) == ["manifest.json", "matte.mp4", "output.mp4",
+                                                         "output.mp4.provenance.json"]  # no leftovers
