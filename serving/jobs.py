@@ -7,6 +7,7 @@ chunk with a complete intermediate file is never rendered twice.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from typing import Any
 from ray.exceptions import RayError
 
 from serving.chunks import assemble, chunk_matte_path, chunk_path, plan_chunks, render_chunk, write_manifest
-from serving.durable import decodes_to, make_durable
+from serving.durable import decodes_to, make_durable, write_durably
 from serving.retention import drop_intermediates, sweep
 from serving.logs import job_logger
 from serving.settings import load_settings
@@ -80,9 +81,10 @@ class ChunkWorker:
             self.store.renew_lease(job_id, index, holder, jobs.lease_s)
             return self.store.state_of(job_id) == "cancelled"
 
+        concealed: list[int] = []
         try:
             frames = render_chunk(job["input_path"], chunk, config, Path(job["job_dir"]), job["want_matte"],
-                                  progress, cancelled)
+                                  progress, cancelled, concealed)
             make_durable(*chunk_files(job, chunk))
         except InterruptedError:
             timed_out = time.monotonic() - started > jobs.chunk_timeout_s
@@ -93,7 +95,10 @@ class ChunkWorker:
         except BaseException as exc:
             self.store.release_lease(job_id, index, holder, f"{type(exc).__name__}: {str(exc)[:300]}")
             raise
-        if not self.store.finish_chunk(job_id, index, holder, frames):
+        if concealed:
+            log.warning("chunk %d: %d damaged frames concealed: %s", index, len(concealed), concealed[:20],
+                        extra={"chunk": index})
+        if not self.store.finish_chunk(job_id, index, holder, frames, json.dumps(concealed)):
             log.warning("chunk %d: lease lost while rendering; the other render's result stands", index)
             return 0
         log.info("chunk %d done: %d frames in %.1f s", index, frames, time.monotonic() - started, extra={"chunk": index})
@@ -106,6 +111,10 @@ class ChunkWorker:
         config = PipelineConfig.model_validate_json(job["config_json"])
         frames = assemble(job["input_path"], chunks, config, Path(job["job_dir"]), output, matte)
         write_manifest(manifest, job, chunks, output, matte)
+        concealed = sorted(f for c in chunks for f in json.loads(c.concealed or "[]"))
+        report = {"packets": job["concealed_packets"] or 0, "frames": concealed}
+        write_durably(manifest, json.dumps({**json.loads(manifest.read_text()), "concealed": report}, indent=2).encode())
+        self.store.update_job(job_id, concealed_frames=json.dumps(concealed))
         make_durable(*(p for p in (output, matte, manifest) if p is not None))
         return frames
 

@@ -60,6 +60,7 @@ class ChunkRow(Base):
     lease_holder: Mapped[str | None] = mapped_column(String(80), nullable=True)
     lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
     renders: Mapped[int] = mapped_column(Integer, default=0)  # renders that finished and were kept
+    concealed: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of written frames the reader concealed
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Chunk:
     lease_holder: str | None = None
     lease_until: float | None = None
     renders: int = 0
+    concealed: str = "[]"
 
     def leased(self, now: float) -> bool:
         """Being rendered by a worker that renewed its lease recently (it may outlive a job manager)."""
@@ -224,13 +226,13 @@ class JobStore:
                                                     ChunkRow.lease_holder == holder)
                              .values(lease_until=time.time() + lease_s, **fields)).rowcount == 1
 
-    def finish_chunk(self, job_id: str, index: int, holder: str, frames: int) -> bool:
+    def finish_chunk(self, job_id: str, index: int, holder: str, frames: int, concealed: str = "[]") -> bool:
         """Mark done (the caller made the files durable first); False if the lease was lost meanwhile."""
         with self.session() as s:
             return s.execute(update(ChunkRow).where(ChunkRow.job_id == job_id, ChunkRow.index == index,
                                                     ChunkRow.lease_holder == holder, ChunkRow.state == "running")
                              .values(state="done", frames_done=frames, error=None, lease_holder=None,
-                                     lease_until=None, renders=ChunkRow.renders + 1)).rowcount == 1
+                                     lease_until=None, renders=ChunkRow.renders + 1, concealed=concealed)).rowcount == 1
 
     def release_lease(self, job_id: str, index: int, holder: str, error: str | None) -> None:
         with self.session() as s:

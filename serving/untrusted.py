@@ -210,14 +210,17 @@ def _inspect(path: str, limits: UploadLimits) -> dict:
                     audio_damaged += 1
         if decoded == 0:
             return _refuse(422, "damaged: no decodable video frames")
-        if damaged > limits.max_concealed_fraction * max(packets, 1):
-            return _refuse(422, f"damaged: {damaged} of {packets} video packets could not be decoded")
+        missing = max(0, declared - decoded) if declared else 0  # packets the decoder dropped without an error
+        concealed = max(damaged, missing)
+        allowed = limits.max_concealed_fraction * max(packets, declared or 0, 1)
+        if missing > allowed:
+            return _refuse(422, f"truncated: the header declares {declared} frames but only {decoded} are present")
+        if concealed > allowed:
+            return _refuse(422, f"damaged: {concealed} of {packets} video packets could not be decoded")
         if audio_damaged > limits.max_concealed_fraction * max(audio_packets, 1):
             return _refuse(422, f"damaged: {audio_damaged} of {audio_packets} audio packets could not be decoded")
-        if declared and decoded + damaged < declared:
-            return _refuse(422, f"truncated: the header declares {declared} frames but only {decoded} are present")
         return {"ok": {"container": container.format.name, "video_codec": codec, "audio_codec": audio_codec,
-                       "width": width, "height": height, "fps": fps, "frames": decoded, "concealed_packets": damaged,
+                       "width": width, "height": height, "fps": fps, "frames": decoded, "concealed_packets": concealed,
                        "seconds": seconds or decoded / fps}}
 
 

@@ -207,3 +207,26 @@ def test_kill_drill_manager_and_a_worker_twice_renders_no_chunk_twice(app, tmp_p
     job_dir = Path(store.job(job_id)["job_dir"])
     assert sorted(p.name for p in job_dir.iterdir()) == ["manifest.json", "matte.mp4", "output.mp4",
                                                          "output.mp4.provenance.json"]  # no leftovers
+
+
+def test_concealed_frames_of_a_damaged_upload_are_on_the_job_and_in_the_manifest(app, tmp_path):
+    import av
+
+    data = bytearray((SAMPLES / "vtest.avi").read_bytes())
+    with av.open(str(SAMPLES / "vtest.avi")) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0]) if p.size]
+    for index in (100, 300, 500):  # three frames overwritten: the decoder drops them
+        position, size = packets[index]
+        data[position + 8:position + 8 + size] = b"\xff" * size
+    damaged = tmp_path / "damaged.avi"
+    damaged.write_bytes(bytes(data))
+    with app.client() as client:
+        response = submit(client, NIGHT, frames="780-794", upload=damaged)
+        assert response.status_code == 201, response.text
+        job = wait_job(client, response.json()["id"])
+        manifest = client.get(f"/v1/jobs/{job['id']}/manifest").json()
+    assert job["state"] == "done", job
+    assert job["concealed"]["packets"] == 3
+    # vfx's reader numbers frames by decode count, so the three lost frames show at the end of the file
+    assert job["concealed"]["frames"] == [792, 793, 794] == manifest["concealed"]["frames"]
+    assert manifest["concealed"]["packets"] == 3 and manifest["output"]["frames"] == 15
