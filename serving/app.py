@@ -28,6 +28,7 @@ from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
 from serving.stream import StreamOptions, StreamSession
 from serving.untrusted import Refused, probe_untrusted
+from serving.web import mount_web
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.job import build_steps
@@ -80,6 +81,7 @@ def require(*roles: Role):
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 api.include_router(consent_router(require))
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
 
 
 @api.middleware("http")
@@ -136,6 +138,7 @@ class Gateway:
         # shared state goes through the running app (request.app) and the metrics module.
         api.state.keys = Keys(self.settings.keys_file)
         api.state.consent_db = self.settings.consent_db
+        api.state.settings = self.settings  # the web page's routes read the state folder and input roots
 
     @api.get("/healthz", tags=["operations"])
     async def healthz(self) -> dict[str, str]:

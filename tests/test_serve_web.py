@@ -1,0 +1,167 @@
+"""The crew's web page in real Chromium against the real app: sign-in and its refusals, and an
+operator who prompts, previews, picks a look, renders and downloads."""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import av
+import httpx
+import pytest
+
+from serve_helpers import SAMPLES, start_app, stop_app
+from web_helpers import SIZES, browser, shot, sign_in, source_to_screen
+
+VTEST = (768, 576)
+PERSON_ON_40 = (558, 228, 612, 336)  # the walker in the red jacket on frame 40 of vtest.avi: x0, y0, x1, y1
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    served = start_app(tmp_path_factory.mktemp("serve-web"))
+    yield served
+    stop_app()
+
+
+@contextmanager
+def signed_in_client(app, who: str = "operator") -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=app.url, timeout=60) as client:
+        response = client.post("/web/session", json={"key": app.keys[who]})
+        assert response.status_code == 200, response.text
+        yield client
+
+
+def test_sign_in_sets_an_httponly_strict_cookie_and_csrf_guards_every_change(app):
+    with httpx.Client(base_url=app.url, timeout=60) as anonymous:
+        wrong = anonymous.post("/web/session", json={"key": "vfx_not-a-key"})
+        assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+        assert anonymous.get("/v1/jobs").status_code == 401
+        tls = anonymous.post("/web/session", json={"key": app.keys["operator"]}, headers={"X-Forwarded-Proto": "https"})
+        assert all("; Secure" in c for c in tls.headers.get_list("set-cookie"))
+    with signed_in_client(app) as client:
+        cookies = client.post("/web/session", json={"key": app.keys["operator"]}).headers.get_list("set-cookie")
+        session = next(c for c in cookies if c.startswith("vfx_session="))
+        csrf_cookie = next(c for c in cookies if c.startswith("vfx_csrf="))
+        assert "HttpOnly" in session and "SameSite=Strict" in session and "Secure" not in session
+        assert "HttpOnly" not in csrf_cookie  # the page reads it to send it back as a header
+        assert app.keys["operator"] not in session, "the key is sealed, not readable"
+        assert client.get("/web/api/me").json() == {"name": "operator", "role": "operator"}
+        assert client.get("/v1/jobs").status_code == 200  # same API, same key, through the cookie
+        form = {"config": '{"restyle": {"style": "night"}}', "path": str(SAMPLES / "vtest.avi"), "frames": "0-3"}
+        no_csrf = client.post("/v1/jobs", data=form)
+        assert no_csrf.status_code == 403 and "CSRF" in no_csrf.json()["detail"]
+        wrong_csrf = client.post("/v1/jobs", data=form, headers={"X-CSRF-Token": "guess"})
+        assert wrong_csrf.status_code == 403
+        job = client.post("/v1/jobs", data=form, headers={"X-CSRF-Token": client.cookies["vfx_csrf"]})
+        assert job.status_code == 201, job.text
+        cancel = client.delete(f"/v1/jobs/{job.json()['id']}")
+        assert cancel.status_code == 403  # a DELETE needs the token too
+
+
+def test_an_expired_or_altered_session_is_refused(app):
+    from serving.web.session import Session, seal, session_secret
+
+    secret = session_secret(app.state_dir)
+    expired = seal(secret, Session(key=app.keys["operator"], csrf="t", expires_at=time.time() - 1))
+    live = seal(secret, Session(key=app.keys["operator"], csrf="t", expires_at=time.time() + 60))
+    altered = live[:-6] + ("A" if live[-6] != "A" else "B") + live[-5:]
+    for token, status in ((expired, 401), (altered, 401), (live, 200)):
+        with httpx.Client(base_url=app.url, cookies={"vfx_session": token}, timeout=60) as client:
+            response = client.get("/v1/jobs")
+            assert response.status_code == status, (token, response.text)
+            if status == 401:
+                assert "sign in again" in response.json()["detail"]
+
+
+def test_a_rights_holder_session_keeps_the_rights_holder_role(app):
+    with signed_in_client(app, "rights_holder") as client:
+        assert client.get("/web/api/me").json()["role"] == "rights_holder"
+        assert client.get("/v1/jobs").status_code == 403
+        assert client.get("/web/api/clips").status_code == 403
+
+
+def test_docs_load_without_internet(app):
+    with httpx.Client(base_url=app.url, timeout=60) as client:
+        page = client.get("/docs").text
+        assert "cdn" not in page.lower() and "/web/docs-assets/swagger-ui-bundle.js" in page
+        assert client.get("/web/docs-assets/swagger-ui-bundle.js").status_code == 200
+    with browser() as chromium:
+        page = chromium.new_page(viewport=SIZES["laptop"])
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(app.url) else route.abort())
+        page.goto(app.url + "/docs")
+        page.wait_for_selector(".opblock-tag", timeout=30_000)
+        assert page.locator(".opblock").count() > 5
+        shot(page, "docs-offline")
+
+
+def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tmp_path):
+    with browser() as chromium:
+        context = chromium.new_context(viewport=SIZES["laptop"], accept_downloads=True)
+        page = context.new_page()
+        page.goto(app.url + "/")
+        page.fill("#key", "vfx_wrong")
+        page.click("#signin-form button[type=submit]")
+        page.wait_for_selector("#signin-error:has-text('not known')")
+        shot(page, "01-sign-in-refused")
+        sign_in(page, app.url, app.keys["operator"])
+        assert page.evaluate("document.cookie").count("vfx_session") == 0, "the session cookie is HttpOnly"
+
+        page.set_input_files("#upload", str(SAMPLES / "vtest.avi"))
+        page.wait_for_selector("#clip-status:has-text('768×576')", timeout=60_000)
+        page.keyboard.press("Shift+ArrowRight")  # 10
+        page.keyboard.press("Shift+ArrowRight")  # 20
+        page.fill("#frame-number", "40")
+        page.press("#frame-number", "Enter")
+        page.wait_for_function("document.querySelector('.frame-box .frame').src.endsWith('n=40') && document.querySelector('.frame-box .frame').complete")
+        x0, y0, x1, y1 = PERSON_ON_40
+        start = source_to_screen(page, x0, y0, *VTEST)
+        end = source_to_screen(page, x1, y1, *VTEST)
+        page.mouse.move(*start)
+        page.mouse.down()
+        page.mouse.move((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, steps=4)
+        page.mouse.move(*end, steps=4)
+        page.mouse.up()
+        page.wait_for_selector("#matte-status:has-text('subject covers')", timeout=60_000)
+        coverage = float(page.inner_text("#matte-status").split("covers ")[1].split("%")[0])
+        assert 0.3 < coverage < 3.0, coverage  # one walker: about 1% of the frame, not the box's 1.3% nor nothing
+        assert page.locator(".frame-box .matte").is_visible()
+        assert "frame 40: box" in page.inner_text("#subjects")
+        shot(page, "02-box-and-matte-preview")
+        page.set_viewport_size(SIZES["hd"])
+        shot(page, "02-box-and-matte-preview-1920")
+        page.set_viewport_size(SIZES["laptop"])
+
+        page.click("#tabs button[data-tab=look]")
+        page.wait_for_function("[...document.querySelectorAll('#styles img')].length >= 5 && "
+                               "[...document.querySelectorAll('#styles img')].every(i => i.complete && i.naturalWidth === 256)",
+                               timeout=60_000)
+        page.click("#styles button[data-key='style:oil']")
+        page.click("#look-preview")
+        page.wait_for_selector("#look-status:has-text('before on the left')", timeout=60_000)
+        shot(page, "03-style-thumbnails-and-before-after")
+
+        page.click("#tabs button[data-tab=render]")
+        page.fill("#range-first", "0")
+        page.fill("#range-last", "47")
+        assert "box:" in page.inner_text("#render-summary") and "style oil" in page.inner_text("#render-summary")
+        page.click("#render")
+        page.wait_for_selector("#progress-text[data-state=running]", timeout=120_000)
+        shot(page, "04-render-progress")
+        page.wait_for_selector("#progress-text[data-state=done]", timeout=600_000)
+        assert "48 of 48 frames" in page.inner_text("#progress-text")
+        page.click("#jobs tbody tr:first-child button:has-text('Review')")
+        page.wait_for_selector("#provenance dd")
+        page.wait_for_function("document.querySelector('.frame-box .after').complete && "
+                               "document.querySelector('.frame-box .after').naturalWidth === 768")
+        assert page.evaluate("document.querySelector('#review-video').canPlayType('video/mp4; codecs=\"avc1.640028\"')") != ""
+        page.wait_for_function("document.querySelector('#review-video').readyState >= 1", timeout=30_000)
+        shot(page, "05-review-wipe-and-provenance")
+        with page.expect_download() as download:
+            page.click("#download-output")
+        target = tmp_path / "out.mp4"
+        download.value.save_as(target)
+        context.close()
+    with av.open(str(target)) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == 48
