@@ -26,7 +26,7 @@ from vfx.face.detect import (CHIN, LIPS_INNER, LOWER_LIP_INNER, MOUTH_LEFT, MOUT
                              face_scale)
 from vfx.face.rejuvenate import edit_granted_faces, find_and_decide
 from vfx.face.tracks import DetectFaces
-from vfx.frames import Face, FrameBatch, ShotState
+from vfx.frames import Face, FrameBatch, ShotState, Step
 
 OPERATION = "lipsync"
 
@@ -149,7 +149,7 @@ def _box(centre: np.ndarray, radius: float, shape) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-class LipSync:
+class LipSync(Step):
     """Step: re-time the mouth of every face whose track holds a ``lipsync`` grant to ``audio_path``."""
 
     name = "lipsync"

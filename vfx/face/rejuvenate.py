@@ -22,7 +22,7 @@ from vfx.face.decisions import TrackConsent, finish_consent
 from vfx.face.detect import (FACE_OVAL, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, RIGHT_BROW,
                              RIGHT_EYE, face_scale)
 from vfx.face.tracks import DetectFaces
-from vfx.frames import Face, FrameBatch, ShotState
+from vfx.frames import Face, FrameBatch, ShotState, Step
 
 OPERATION = "rejuvenate"
 RIGHT_LOWER_LID = [33, 7, 163, 144, 145, 153, 154, 155, 133]
@@ -160,7 +160,7 @@ def edit_granted_faces(step_name: str, operation: str, batch: FrameBatch, edit, 
     return batch
 
 
-class Rejuvenate:
+class Rejuvenate(Step):
     """Step: rejuvenate every face whose track holds a ``rejuvenate`` grant; others stay pixel-identical."""
 
     name = "rejuvenate"

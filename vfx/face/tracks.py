@@ -13,7 +13,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from vfx.face.detect import DetectedFace, FaceDetector, box_iou, face_scale
-from vfx.frames import Face, FrameBatch, ShotState
+from vfx.frames import Face, FrameBatch, ShotState, Step
 
 
 class OneEuro:
@@ -120,7 +120,7 @@ class FaceTracks:
         return face
 
 
-class DetectFaces:
+class DetectFaces(Step):
     """Step: fills ``batch.faces`` (tracked, smoothed) unless an earlier step already did."""
 
     name = "faces"

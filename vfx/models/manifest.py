@@ -62,6 +62,12 @@ class Manifest(BaseModel):
         return [m for m in self.models.values() if m.kind == kind]
 
 
+def licence_allows(commercial_use: bool, allow_noncommercial: bool, named: bool = False) -> bool:
+    """The licence policy, the one place it is written: weights licensed for non-commercial use only
+    run when the user opted in (--allow-noncommercial) or named that exact model."""
+    return commercial_use or allow_noncommercial or named
+
+
 def default_manifest_path() -> Path:
     """$VFX_MODEL_MANIFEST, else configs/models.yaml of this checkout."""
     if os.environ.get(MANIFEST_ENV):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vfx.errors import VfxError
 from vfx.hashing import sha256_file
-from vfx.models.manifest import Manifest, ModelEntry, ModelFile, load_manifest
+from vfx.models.manifest import Manifest, ModelEntry, ModelFile, licence_allows, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,12 @@ class ModelStore:
         if not status.ok:
             raise VfxError(f"model {name} is {status.state}: {status.detail}")
         return self.folder(name)
+
+    def hashes(self, name: str) -> dict[str, str]:
+        """``file -> sha256`` of a verified model: the pinned hash, or the one recorded at fetch/import."""
+        folder = self.require(name)
+        lock = self._read(folder / LOCK)
+        return {f.path: f.sha256 or lock[f.path] for f in self.manifest.entry(name).files}
 
     def present(self, name: str) -> bool:
         entry = self.manifest.entry(name)
@@ -208,7 +214,7 @@ def choose_model(store: ModelStore, kind: str, requested: str | None, allow_nonc
     for entry in candidates:
         if not store.present(entry.name):
             continue
-        if not entry.commercial_use and not allow_noncommercial:
+        if not licence_allows(entry.commercial_use, allow_noncommercial):
             skipped.append(entry.name)
             continue
         return entry.name, f"model {entry.name} present ({entry.licence})"

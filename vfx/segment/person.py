@@ -5,12 +5,12 @@ import threading
 
 import numpy as np
 
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, ShotState, Step
 from vfx.matte import feather, is_cut, keep_main_regions, smooth_probability, thumbnail_grey
 from vfx.parallel import map_frames
 
 
-class PersonSegmenter:
+class PersonSegmenter(Step):
     """Sets ``batch.matte`` to where people are, smoothed over time and feathered outward."""
 
     name = "segment"

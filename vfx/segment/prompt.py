@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
 from vfx.matte import feather, fill_holes, is_cut, resize_matte, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.prompts import SubjectPrompt
@@ -24,7 +23,6 @@ from vfx.segment.spool import Spool
 
 log = logging.getLogger(__name__)
 
-FrameSource = Callable[[int, int], Iterator[tuple[int, np.ndarray]]]  # (first, last) -> (number, rgb)
 
 
 @dataclass
@@ -44,7 +42,7 @@ class TrackState:
         return self.backward.get(number - self.first_frame).astype(bool)
 
 
-class PromptSegmenter:
+class PromptSegmenter(Step):
     name = "segment"
 
     def __init__(self, prompt: SubjectPrompt, feather_px: float = 4.0, work_size: int = 512,
@@ -65,6 +63,7 @@ class PromptSegmenter:
         shot.steps[self.name] = state
         if key == shot.first_frame:
             return
+        frames = require_frames(frames, self.name, key)
         first = shot.first_frame
         frames_spool: Spool | None = None
         for number, rgb in frames(first, key):
