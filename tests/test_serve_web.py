@@ -14,12 +14,19 @@ from serve_helpers import SAMPLES, start_app, stop_app
 from web_helpers import SIZES, browser, shot, sign_in, source_to_screen
 
 VTEST = (768, 576)
+MEGAMIND = (720, 528)
+ROXANNE_FACE = {80: (361, 255), 160: (273, 225)}  # centre of her face (dlib box) on frames of Megamind.avi; frame 80 has a man behind
 PERSON_ON_40 = (558, 228, 612, 336)  # the walker in the red jacket on frame 40 of vtest.avi: x0, y0, x1, y1
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    served = start_app(tmp_path_factory.mktemp("serve-web"))
+    from vfx.consent.keys import generate_key
+
+    root = tmp_path_factory.mktemp("serve-web")
+    generate_key(root / "holder.key")
+    served = start_app(root, overrides={"consent_db": f"sqlite:///{root / 'consent.sqlite'}"},
+                       signing_key=root / "holder.key")
     yield served
     stop_app()
 
@@ -78,7 +85,8 @@ def test_a_rights_holder_session_keeps_the_rights_holder_role(app):
     with signed_in_client(app, "rights_holder") as client:
         assert client.get("/web/api/me").json()["role"] == "rights_holder"
         assert client.get("/v1/jobs").status_code == 403
-        assert client.get("/web/api/clips").status_code == 403
+        assert client.get("/web/api/styles").status_code == 403  # operators' tools
+        assert client.get("/web/api/clips").status_code == 200  # frames to click faces on
 
 
 def test_docs_load_without_internet(app):
@@ -165,3 +173,46 @@ def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tm
     with av.open(str(target)) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames == 48
+
+
+def test_a_rights_holder_enrols_a_face_by_clicking_it_grants_and_revokes(app):
+    with browser() as chromium:
+        page = chromium.new_page(viewport=SIZES["laptop"])
+        sign_in(page, app.url, app.keys["rights_holder"])
+        assert page.locator("#tabs button[data-tab=consent]").is_visible()
+        assert not page.locator("#tabs button[data-tab=shot]").is_visible()
+        page.wait_for_selector("#consent-clips option:has-text('Megamind.avi')", state="attached")
+        page.select_option("#consent-clips", label="Megamind.avi")
+        page.wait_for_selector("#enrol-status:has-text('click it')")
+        for frame, (x, y) in ROXANNE_FACE.items():
+            page.fill("#frame-number", str(frame))
+            page.press("#frame-number", "Enter")
+            page.wait_for_function(f"document.querySelector('.frame-box .frame').src.endsWith('n={frame}') && "
+                                   "document.querySelector('.frame-box .frame').complete")
+            page.mouse.click(*source_to_screen(page, x, y, *MEGAMIND))
+        page.fill("#enrol-name", "roxanne")
+        assert page.locator("#enrol-clicks li").count() == 2
+        shot(page, "06-consent-click-her-face")
+        page.click("#enrol")
+        page.wait_for_selector("#enrol-status:has-text('Enrolled roxanne from 2 faces')", timeout=120_000)
+        page.fill("#grant-project", "documentary")
+        page.fill("#grant-ops", "rejuvenate")
+        page.click("#grant")
+        page.wait_for_selector("#grants tbody tr td:has-text('active')")
+        assert "rejuvenate" in page.inner_text("#grants tbody")
+        page.click("#grants tbody button:has-text('Revoke')")
+        page.wait_for_selector("#grants tbody tr td:has-text('revoked')")
+        page.wait_for_selector("#ledger li[data-kind='grant.revoked']")
+        kinds = page.eval_on_selector_all("#ledger li", "items => items.map(i => i.dataset.kind)")
+        assert kinds[:3] == ["grant.revoked", "grant.issued", "subject.enrolled"], kinds
+        assert "roxanne granted rejuvenate for project documentary" in page.inner_text("#ledger")
+        assert page.inner_text("#ledger-verify").startswith("Ledger verifies")
+        shot(page, "07-consent-grant-revoked-ledger")
+        page.set_viewport_size(SIZES["hd"])
+        shot(page, "07-consent-grant-revoked-ledger-1920")
+    with httpx.Client(base_url=app.url, headers=app.headers("rights_holder"), timeout=60) as client:
+        subjects = {s["subject"]: s["references"] for s in client.get("/v1/consent/subjects").json()}
+        missed = client.post("/web/api/consent/enrol", json={"name": "nobody", "clip": str(SAMPLES / "Megamind.avi"),
+                                                             "clicks": [{"frame": 80, "x": 20, "y": 500}]})
+    assert subjects == {"roxanne": 2}
+    assert missed.status_code == 422 and "no face found under the click" in missed.json()["detail"]

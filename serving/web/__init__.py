@@ -8,6 +8,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from serving.web.consent import consent_web_router
 from serving.web.routes import STATIC, web_router
 from serving.web.session import SessionAuth
 
@@ -36,4 +37,5 @@ def mount_web(api: FastAPI) -> None:
     api.add_middleware(SessionAuth)
     serve_docs_offline(api)
     api.include_router(web_router())
+    api.include_router(consent_web_router())
     api.mount("/web/static", StaticFiles(directory=STATIC), name="web-static")

@@ -68,7 +68,13 @@ def operator(request: Request) -> Principal:
     return principal_of(request, Role.operator)
 
 
+def viewer(request: Request) -> Principal:
+    """Operators prompt shots; rights holders look at frames to click the faces they enrol."""
+    return principal_of(request, Role.operator, Role.rights_holder)
+
+
 Operator = Annotated[Principal, Depends(operator)]
+Viewer = Annotated[Principal, Depends(viewer)]
 
 
 def frame_cache(request: Request) -> FrameCache:
@@ -172,7 +178,7 @@ def web_router() -> APIRouter:
         return {"name": found.name, "role": found.role.value}
 
     @router.get("/web/api/clips")
-    def clips(request: Request, _: Operator) -> list[dict[str, Any]]:
+    def clips(request: Request, _: Viewer) -> list[dict[str, Any]]:
         roots = [Path(r).expanduser().resolve() for r in settings_of(request).input_roots]
         return [{"clip": str(path), "name": path.name, "root": str(root)}
                 for root in roots for path in clips_under([root])]
@@ -185,11 +191,11 @@ def web_router() -> APIRouter:
         return {**clip_view(f"upload:{path.name}", path), "name": file.filename or path.name}
 
     @router.get("/web/api/clip")
-    def clip_info(request: Request, _: Operator, clip: str) -> dict[str, Any]:
+    def clip_info(request: Request, _: Viewer, clip: str) -> dict[str, Any]:
         return clip_view(clip, clip_path(request, clip))
 
     @router.get("/web/api/frame")
-    async def frame(request: Request, _: Operator, clip: str, n: Annotated[int, Query(ge=0)]) -> FileResponse:
+    async def frame(request: Request, _: Viewer, clip: str, n: Annotated[int, Query(ge=0)]) -> FileResponse:
         path = clip_path(request, clip)
         jpeg = await asyncio.to_thread(frame_cache(request).frame_jpeg, path, n, video_info(path))
         return FileResponse(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

@@ -462,7 +462,79 @@ function showProvenance(manifest) {
 }
 
 // ---- consent (rights holders) -------------------------------------------------------------
-function addEnrolClick() {}
-async function refreshConsent() {}
+let consentClipsLoaded = false;
+async function refreshConsent() {
+  if (!consentClipsLoaded) { consentClipsLoaded = true; loadClipList("#consent-clips"); }
+  if (!$("#grant-until").value) $("#grant-until").value = new Date(Date.now() + 365 * 864e5).toISOString().slice(0, 10);
+  const [subjects, grants, ledger] = await Promise.all([get("/v1/consent/subjects"), get("/v1/consent/grants"), get("/web/api/consent/ledger")]);
+  $("#consent-subjects").replaceChildren(...subjects.map((s) => el("li", {}, el("strong", {}, s.subject), ` · ${s.references} reference faces`)));
+  if (!subjects.length) $("#consent-subjects").append(el("li", { class: "hint" }, "No subjects enrolled yet."));
+  const chosen = $("#grant-subject").value;
+  $("#grant-subject").replaceChildren(...subjects.map((s) => el("option", { value: s.subject }, s.subject)));
+  if (chosen) $("#grant-subject").value = chosen;
+  $("#grants tbody").replaceChildren(...grants.map((g) => el("tr", { "data-grant": g.grant_id },
+    el("td", {}, g.subject), el("td", {}, g.project), el("td", {}, g.operations.join(", ")),
+    el("td", {}, g.valid_until.slice(0, 10)), el("td", { class: g.state === "active" ? "ok" : "bad" }, g.state),
+    el("td", {}, g.state === "active" ? el("button", { onclick: () => revoke(g) }, "Revoke") : null))));
+  say("#ledger-verify", ledger.ok ? `Ledger verifies: ${ledger.entries} entries, hash chain and signatures intact${ledger.head ? ` (head ${ledger.head.slice(0, 12)}…)` : ""}.`
+                                  : `Ledger does NOT verify: ${ledger.problems.join("; ")}`, !ledger.ok);
+  $("#ledger-verify").classList.toggle("ok", ledger.ok);
+  $("#ledger").replaceChildren(...ledger.shown.map((e) => el("li", { value: e.seq, "data-kind": e.kind },
+    el("strong", {}, e.kind), ` ${e.ts.slice(0, 19).replace("T", " ")} · ${e.about}`)));
+}
+
+$("#consent-clips").addEventListener("change", async (event) => {
+  if (!event.target.value) return;
+  try {
+    state.clip = await get(`/web/api/clip?${query({ clip: event.target.value })}`);
+    state.enrolClicks = [];
+    renderEnrolClicks();
+    openShotPlayer(state.clip.first);
+    say("#enrol-status", `${state.clip.name}: scrub to a frame with the face and click it.`);
+  } catch (error) { say("#enrol-status", error.message, true); }
+});
+
+function addEnrolClick(prompt) {
+  if (prompt.kind !== "point" || !state.clip) return;
+  state.enrolClicks = state.enrolClicks.filter((c) => c.frame !== player.n);  // one face per frame
+  state.enrolClicks.push({ frame: player.n, point: prompt.point.map(Math.round) });
+  renderEnrolClicks();
+  player.redraw();
+}
+
+function renderEnrolClicks() {
+  $("#enrol-clicks").replaceChildren(...state.enrolClicks.map((c) => el("li", {}, `frame ${c.frame}: face at ${c.point.join(", ")}`)));
+}
+
+$("#enrol").addEventListener("click", async () => {
+  const name = $("#enrol-name").value.trim();
+  if (!name || !state.enrolClicks.length) return say("#enrol-status", "Give a name and click the face on at least one frame.", true);
+  say("#enrol-status", "Finding the faces and enrolling…");
+  try {
+    const result = await post("/web/api/consent/enrol", { json: { name, clip: state.clip.clip,
+      clicks: state.enrolClicks.map((c) => ({ frame: c.frame, x: c.point[0], y: c.point[1] })) } });
+    say("#enrol-status", `Enrolled ${result.subject} from ${result.references} face${result.references === 1 ? "" : "s"} (ledger entry ${result.ledger_seq}).`);
+    state.enrolClicks = [];
+    renderEnrolClicks();
+    player.redraw();
+    await refreshConsent();
+    $("#grant-subject").value = result.subject;
+  } catch (error) { say("#enrol-status", error.message, true); }
+});
+
+$("#grant").addEventListener("click", async () => {
+  try {
+    await post("/v1/consent/grants", { json: { subject: $("#grant-subject").value, project: $("#grant-project").value,
+                                              ops: $("#grant-ops").value, until: $("#grant-until").value } });
+    await refreshConsent();
+  } catch (error) { say("#enrol-status", error.message, true); }
+});
+
+async function revoke(grant) {
+  try {
+    await post(`/v1/consent/grants/${grant.grant_id}/revoke`, { json: { reason: "revoked in the web page" } });
+    await refreshConsent();
+  } catch (error) { say("#enrol-status", error.message, true); }
+}
 
 boot();
