@@ -216,3 +216,30 @@ def test_a_rights_holder_enrols_a_face_by_clicking_it_grants_and_revokes(app):
                                                              "clicks": [{"frame": 80, "x": 20, "y": 500}]})
     assert subjects == {"roxanne": 2}
     assert missed.status_code == 422 and "no face found under the click" in missed.json()["detail"]
+
+
+def test_review_copies_carry_aac_because_chromium_plays_no_ac3(tmp_path):
+    """A whole-clip output keeps Megamind's AC-3 by stream copy; the page's player gets a copy with AAC."""
+    from vfx.config import PipelineConfig
+    from vfx.job import JobSpec, run_job
+    from vfx.video.writer import browser_review_copy
+
+    master, review = tmp_path / "master.mp4", tmp_path / "review.mp4"
+    run_job(JobSpec(str(SAMPLES / "Megamind.avi"), str(master), PipelineConfig.model_validate({"restyle": {"style": "night"}})))
+    assert browser_review_copy(str(master), str(review)) is True
+    assert browser_review_copy(str(review), str(tmp_path / "again.mp4")) is False  # AAC plays already
+    codecs = {}
+    for name, path in (("master", master), ("review", review)):
+        with av.open(str(path)) as container:
+            codecs[name] = [s.codec_context.name for s in container.streams]
+            codecs[name].append(sum(1 for _ in container.decode(video=0)))
+    assert codecs == {"master": ["h264", "ac3", 270], "review": ["h264", "aac", 270]}
+    (tmp_path / "play.html").write_text('<video id="master" src="master.mp4" muted></video>'
+                                        '<video id="review" src="review.mp4" muted></video>')
+    with browser(["--autoplay-policy=no-user-gesture-required"]) as chromium:
+        page = chromium.new_page()
+        page.goto((tmp_path / "play.html").as_uri())
+        page.evaluate("for (const v of document.querySelectorAll('video')) v.play()")
+        page.wait_for_function("[...document.querySelectorAll('video')].every(v => v.currentTime > 1.5)", timeout=60_000)
+        decoded = page.evaluate("Object.fromEntries([...document.querySelectorAll('video')].map(v => [v.id, v.webkitAudioDecodedByteCount]))")
+    assert decoded["review"] > 0 and decoded["master"] == 0, decoded

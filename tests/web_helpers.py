@@ -22,11 +22,11 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def browser():
+def browser(args: list[str] | None = None):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        launched = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox", *(args or [])])
         try:
             yield launched
         finally:

@@ -264,6 +264,22 @@ def web_router() -> APIRouter:
         jpeg = await asyncio.to_thread(frame_cache(request).frame_jpeg, path, number, video_info(path))
         return FileResponse(jpeg, media_type="image/jpeg")
 
+    @router.get("/web/api/jobs/{job_id}/review.mp4")
+    async def job_review_copy(job_id: str, request: Request, principal: Operator) -> FileResponse:
+        """The output as the page's player can play it: the output itself, or (when its audio is a
+        stream-copied AC-3, which Chromium does not play) a copy with AAC audio, made once."""
+        job = owned_job(request, job_id, principal)
+        if job["state"] != "done":
+            raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
+        from serving.jobs import job_outputs
+        from vfx.video.writer import browser_review_copy
+
+        output = job_outputs(job)[0]
+        review = output.with_name("review.mp4")
+        if not review.is_file() and not await asyncio.to_thread(browser_review_copy, str(output), str(review)):
+            review = output
+        return FileResponse(review, media_type="video/mp4")
+
     @router.websocket("/web/api/jobs/{job_id}/progress")
     async def job_progress(websocket: WebSocket, job_id: str) -> None:
         """The job's view (frames done, frames/s, state) pushed every half second until it ends."""

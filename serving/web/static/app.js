@@ -432,7 +432,7 @@ async function review(job) {
   $("#download-output").href = job.links.output;
   $("#download-matte").hidden = !job.links.matte;
   if (job.links.matte) $("#download-matte").href = job.links.matte;
-  $("#review-video").src = job.links.output;
+  $("#review-video").src = `/web/api/jobs/${job.id}/review.mp4`;
   player.clip = { clip: null, first: job.frames.first, last: job.frames.last, fps: state.clip?.fps || 25,
                   width: state.clip?.width || 1, height: state.clip?.height || 1 };
   player.frameUrl = (n) => `/web/api/jobs/${job.id}/frame?${query({ n, which: "source" })}`;
