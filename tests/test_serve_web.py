@@ -136,6 +136,19 @@ def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tm
         assert page.locator(".frame-box .matte").is_visible()
         assert "frame 40: box" in page.inner_text("#subjects")
         shot(page, "02-box-and-matte-preview")
+        page.click("#preview-ahead")
+        page.wait_for_selector("#matte-status:has-text('Tracked frames 40–51')", timeout=120_000)
+        page.click(".transport #fwd")  # focus off the inputs, then scrub with the keyboard
+        for _ in range(4):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_selector("#matte-status:has-text('Tracked matte of frame 45')")
+        tracked = float(page.inner_text("#matte-status").split("covers ")[1].split("%")[0])
+        assert 0.3 < tracked < 3.0, tracked  # the walker is still found five frames on
+        shot(page, "02b-matte-tracked-ahead-frame-45")
+        page.keyboard.press("Home")
+        page.fill("#frame-number", "40")
+        page.press("#frame-number", "Enter")
+        page.wait_for_selector("#matte-status:has-text('Matte of frame 40')", timeout=60_000)
         page.set_viewport_size(SIZES["hd"])
         shot(page, "02-box-and-matte-preview-1920")
         page.set_viewport_size(SIZES["laptop"])

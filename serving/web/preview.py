@@ -58,6 +58,29 @@ def subject_matte(rgb: np.ndarray, number: int, subjects: list[SubjectPrompts], 
     return matte
 
 
+def tracked_mattes(frames: list[np.ndarray], first: int, subjects: list[SubjectPrompts],
+                   backend: str = "auto") -> np.ndarray:
+    """Mattes [N, H, W] of ``frames`` (numbers ``first``...), each subject prompted on ``first``
+    tracked forward through them by the segmenter a render uses."""
+    mattes = np.zeros((len(frames), *frames[0].shape[:2]), np.float32)
+    numbers = np.arange(first, first + len(frames))
+    for subject in subjects:
+        if subject.frame != first or not subject.subject_texts():
+            continue
+        step = build_segmenter(SegmentConfig(subject=subject.subject_texts(), backend=backend), "cpu")
+        height, width = frames[0].shape[:2]
+        shot = ShotState(width=width, height=height, fps=0.0, first_frame=first, last_frame=int(numbers[-1]))
+        batch = FrameBatch(frames=np.stack(frames), indices=numbers, timestamps=np.zeros(len(frames)))
+        if hasattr(step, "prepare"):
+            step.prepare(shot, lambda a, b: iter(()))  # the key frame is the first: nothing to track back
+        try:
+            mattes = np.maximum(mattes, step(batch, shot).matte)
+        finally:
+            if hasattr(step, "finish"):
+                step.finish(shot)
+    return mattes
+
+
 def overlay(rgb: np.ndarray, matte: np.ndarray) -> np.ndarray:
     """The frame with the subject tinted and outlined: what the page shows over the player."""
     alpha = matte[..., None] * 0.45

@@ -6,6 +6,7 @@ annotations of these route functions would not resolve in the replica (FastAPI t
 ``Request`` for a query parameter)."""
 
 import asyncio
+import base64
 import hashlib
 import json
 import re
@@ -32,6 +33,7 @@ UPLOAD_BLOCK = 1 << 20
 UPLOAD_NAME = re.compile(r"^[0-9a-f]{64}(\.[a-z0-9]{1,7})?$")
 PAINTING_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 PROGRESS_EVERY_S = 0.5
+MAX_AHEAD = 48
 
 
 class SignIn(BaseModel):
@@ -210,6 +212,26 @@ def web_router() -> APIRouter:
         return Response(png, media_type="image/png", headers={
             "X-Matte-Coverage": f"{float((matte > 0.5).mean()):.4f}",
             "X-Seconds": f"{time.perf_counter() - started:.3f}"})
+
+    @router.post("/web/api/preview/ahead")
+    async def matte_ahead(body: FrameRequest, request: Request, _: Operator,
+                          count: Annotated[int, Query(ge=2, le=MAX_AHEAD)] = 12) -> dict[str, Any]:
+        """The subjects prompted on this frame tracked over the next frames: one overlay PNG per frame."""
+        path = clip_path(request, body.clip)
+        info = video_info(path)
+        last = min(info.last_frame, body.frame + count - 1)
+        cache = frame_cache(request)
+
+        def track() -> dict[str, Any]:
+            started = time.perf_counter()
+            frames = [cache.frame_rgb(path, n, info) for n in range(body.frame, last + 1)]
+            mattes = preview.tracked_mattes(frames, body.frame, body.subjects)
+            pngs = {str(body.frame + i): "data:image/png;base64," + base64.b64encode(preview.matte_png(m)).decode()
+                    for i, m in enumerate(mattes)}
+            coverage = [round(float((m > 0.5).mean()), 4) for m in mattes]
+            return {"first": body.frame, "last": last, "overlays": pngs, "coverage": coverage,
+                    "seconds": round(time.perf_counter() - started, 2)}
+        return await asyncio.to_thread(track)
 
     @router.get("/web/api/styles")
     def styles(_: Operator) -> list[dict[str, str]]:

@@ -100,7 +100,7 @@ function onFrame(n) {
   if (state.review) $(".frame-box .after").src = `/web/api/jobs/${state.review.id}/frame?${query({ n })}`;
   else { state.afterUrl = null; showAfter(false); }
   player.redraw();
-  if (!state.review) refreshMatteSoon();
+  if (!state.review) (ahead.has(n) ? refreshMatte() : refreshMatteSoon());
   if (state.mode === "look") refreshThumbsSoon();
 }
 
@@ -224,6 +224,7 @@ function onPrompt(prompt) {
   if (prompt.kind === "box") prompts.box = prompt.box.map(Math.round);
   else (prompt.kind === "point" ? prompts.points : prompts.negatives).push(prompt.point.map(Math.round));
   subject.frames.set(player.n, prompts);
+  ahead = new Map();
   renderSubjects();
   player.redraw();
   refreshMatte();
@@ -235,9 +236,16 @@ function promptsForApi() {
 
 // ---- matte preview -------------------------------------------------------------------------
 let matteRequest = 0;
+let ahead = new Map();  // frame -> overlay of the last "preview ahead" (tracked from its key frame)
 async function refreshMatte() {
   const mine = ++matteRequest;
   const here = promptsForApi().filter((p) => p.frame === player.n);
+  if ($("#show-matte").checked && !here.length && ahead.has(player.n) && !state.review) {
+    player.matte.hidden = false;
+    player.matte.src = ahead.get(player.n).url;
+    say("#matte-status", `Tracked matte of frame ${player.n}: subject covers ${(ahead.get(player.n).coverage * 100).toFixed(1)}% of the frame.`);
+    return;
+  }
   if (!$("#show-matte").checked || !here.length || !state.clip || state.review) {
     player.setMatte(null);
     say("#matte-status", here.length ? "" : "No prompts on this frame.");
@@ -258,6 +266,17 @@ async function refreshMatte() {
   }
 }
 const refreshMatteSoon = debounce(refreshMatte, 250);
+
+$("#preview-ahead").addEventListener("click", async () => {
+  const here = promptsForApi().filter((p) => p.frame === player.n);
+  if (!state.clip || !here.length) return say("#matte-status", "Prompt a subject on this frame first; it is tracked from here.", true);
+  say("#matte-status", "Tracking over the next frames…");
+  try {
+    const result = await post("/web/api/preview/ahead?count=12", { json: { clip: state.clip.clip, frame: player.n, subjects: here } });
+    ahead = new Map(Object.entries(result.overlays).map(([n, url], i) => [Number(n), { url, coverage: result.coverage[i] }]));
+    say("#matte-status", `Tracked frames ${result.first}–${result.last} in ${result.seconds} s; step through them with → or L.`);
+  } catch (error) { say("#matte-status", error.message, true); }
+});
 $("#show-matte").addEventListener("change", refreshMatte);
 $("#refresh-matte").addEventListener("click", () => { $("#show-matte").checked = true; refreshMatte(); });
 
