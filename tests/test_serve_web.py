@@ -173,11 +173,18 @@ def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tm
         assert "48 of 48 frames" in page.inner_text("#progress-text")
         page.click("#jobs tbody tr:first-child button:has-text('Review')")
         page.wait_for_selector("#provenance dd")
+        assert page.inner_text("#provenance-verdict").startswith("verify"), page.inner_text("#provenance")
         page.wait_for_function("document.querySelector('.frame-box .after').complete && "
                                "document.querySelector('.frame-box .after').naturalWidth === 768")
         assert page.evaluate("document.querySelector('#review-video').canPlayType('video/mp4; codecs=\"avc1.640028\"')") != ""
         page.wait_for_function("document.querySelector('#review-video').readyState >= 1", timeout=30_000)
+        page.fill("#frame-number", "40")
+        page.press("#frame-number", "Enter")
+        page.wait_for_function("(a => a.src.includes('n=40') && a.complete && a.naturalWidth === 768)"
+                               "(document.querySelector('.frame-box .after'))")
         shot(page, "05-review-wipe-and-provenance")
+        page.locator("#provenance").scroll_into_view_if_needed()
+        shot(page, "05b-provenance-panel")
         with page.expect_download() as download:
             page.click("#download-output")
         target = tmp_path / "out.mp4"

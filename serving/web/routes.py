@@ -302,6 +302,22 @@ def web_router() -> APIRouter:
             review = output
         return FileResponse(review, media_type="video/mp4")
 
+    @router.get("/web/api/jobs/{job_id}/provenance")
+    async def job_provenance(job_id: str, request: Request, principal: Operator) -> dict[str, Any]:
+        """The output's signed provenance (steps, backends, model hashes, grants, ledger head) and
+        whether its signature and embedded C2PA manifest verify against these exact bytes."""
+        job = owned_job(request, job_id, principal)
+        if job["state"] != "done":
+            raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
+        from serving.jobs import job_outputs
+        from vfx.provenance.manifest import verify_provenance
+
+        report = await asyncio.to_thread(verify_provenance, job_outputs(job)[0])
+        manifest = report.manifest or {}
+        return {"ok": report.ok, "problems": report.problems, "signer_key": report.signer_key,
+                "c2pa_state": report.c2pa_state, "c2pa_actions": report.c2pa_actions,
+                **{k: manifest.get(k) for k in ("steps", "backends", "model_hashes", "grant_ids", "ledger_head", "created_at")}}
+
     @router.websocket("/web/api/jobs/{job_id}/progress")
     async def job_progress(websocket: WebSocket, job_id: str) -> None:
         """The job's view (frames done, frames/s, state) pushed every half second until it ends."""

@@ -460,10 +460,11 @@ async function review(job) {
   player.show(job.frames.first);
   showAfter(true);
   say("#stage-status", `Reviewing job ${job.id.slice(0, 8)}: source on the left, result on the right. Drag the wipe; J/K/L plays.`);
-  showProvenance(await get(job.links.manifest));
+  const [manifest, signed] = await Promise.all([get(job.links.manifest), get(`/web/api/jobs/${job.id}/provenance`)]);
+  showProvenance(manifest, signed);
 }
 
-function showProvenance(manifest) {
+function showProvenance(manifest, signed) {
   const config = manifest.config || {};
   const rows = [
     ["input sha256", el("code", {}, manifest.input_sha256.slice(0, 16) + "…")],
@@ -476,6 +477,11 @@ function showProvenance(manifest) {
     ["output sha256", el("code", {}, manifest.output.sha256.slice(0, 16) + "…")],
     ...(manifest.matte ? [["matte sha256", el("code", {}, manifest.matte.sha256.slice(0, 16) + "…")]] : []),
     ["finished", new Date(manifest.finished_at * 1000).toLocaleString()],
+    ["models", Object.entries(signed.model_hashes || {}).map(([k, v]) => `${k} ${v.slice(0, 10)}…`).join(", ") || "none loaded (embedded OpenCV backends)"],
+    ["grants", (signed.grant_ids || []).join(", ") || "none needed (no likeness edit)"],
+    ["C2PA", signed.c2pa_state ? `${signed.c2pa_state}: ${signed.c2pa_actions.join(", ")}` : "none"],
+    ["signatures", el("span", { class: signed.ok ? "ok" : "bad", id: "provenance-verdict" },
+      signed.ok ? `verify (signer ${signed.signer_key})` : `do NOT verify: ${signed.problems.join("; ")}`)],
   ];
   $("#provenance").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
