@@ -157,6 +157,10 @@ def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tm
         page.wait_for_function("[...document.querySelectorAll('#styles img')].length >= 5 && "
                                "[...document.querySelectorAll('#styles img')].every(i => i.complete && i.naturalWidth === 256)",
                                timeout=60_000)
+        page.set_input_files("#painting", str(SAMPLES / "starry_night.jpg"))
+        page.wait_for_function("(i => i && i.complete && i.naturalWidth === 256)"
+                               "(document.querySelector('#styles button[data-key=painting] img'))", timeout=60_000)
+        assert "active" in page.get_attribute("#styles button[data-key=painting]", "class")
         page.click("#styles button[data-key='style:oil']")
         page.click("#look-preview")
         page.wait_for_selector("#look-status:has-text('before on the left')", timeout=60_000)
