@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import generate_latest
-from pydantic import ValidationError
 from ray import serve
 
 from serving.auth import KeyRing, Principal, Role, key_from_headers
@@ -29,6 +28,7 @@ import serving.metrics as metrics
 from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
 from serving.untrusted import Refused
+from serving.web import mount_web
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.job import build_steps
@@ -82,6 +82,7 @@ def require(*roles: Role):
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 api.include_router(consent_router(require))
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
 
 
 api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
