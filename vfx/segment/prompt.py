@@ -78,6 +78,7 @@ class PromptSegmenter(Step):
 
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
+        seed_frame(first + key_index)
         mask = self._key_mask(key_rgb, scale)
         state.first_frame = first
         state.backward = Spool(mask.shape, prefix="vfx-track-")
@@ -88,6 +89,7 @@ class PromptSegmenter(Step):
             rgb = frames.get(i)
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             thumb = thumbnail_grey(rgb)
+            seed_frame(first + i)
             if mask.any() and is_cut(later_thumb, thumb):
                 log.warning("subject not tracked before frame %d: shot cut", first + i + 1)
                 mask = np.zeros_like(mask)
@@ -115,6 +117,7 @@ class PromptSegmenter(Step):
         thumbs = map_frames(thumbnail_grey, smalls)
         masks = []
         for i, number in enumerate(numbers):
+            seed_frame(number)
             if number < state.key_frame:
                 mask = state.backward_mask(number)
             elif number == state.key_frame:
@@ -224,6 +227,13 @@ class PromptSegmenter(Step):
         if not mask.any():
             raise VfxError("--subject: nothing distinct from its surroundings was found at the prompt on the key frame")
         return mask
+
+
+def seed_frame(number: int) -> None:
+    """Seed this thread's OpenCV RNG (GrabCut's k-means start) from the frame number, so a frame's
+    matte depends on the shot alone, not on what the thread ran before: service workers reuse
+    threads, and a resumed tracking pass starts mid-shot, yet both must match `vfx run`."""
+    cv2.setRNGSeed(number + 1)
 
 
 def _padded_box(mask: np.ndarray, pad: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
