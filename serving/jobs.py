@@ -18,6 +18,7 @@ from serving.chunks import (assemble, chunk_is_complete, chunk_path, plan_chunks
 from serving.logs import job_logger
 from serving.settings import load_settings
 from serving.store import Chunk, JobStore
+from serving.tracking import needs_tracking, render_config, track_shot
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 
@@ -42,6 +43,31 @@ class ChunkWorker:
     async def assemble(self, job_id: str) -> int:
         return await asyncio.to_thread(self._assemble, job_id)
 
+    async def track(self, job_id: str) -> int:
+        return await asyncio.to_thread(self._track, job_id)
+
+    def _track(self, job_id: str) -> int:
+        """Phase one of a prompted job: track the whole shot in order into its stored mattes."""
+        job = self.store.job(job_id)
+        if job is None:
+            raise VfxError(f"job {job_id}: no such record")
+        log = job_logger(job_id)
+        config = PipelineConfig.model_validate_json(job["config_json"])
+        checked = [0.0]
+
+        def cancelled() -> bool:
+            if time.monotonic() - checked[0] < PROGRESS_EVERY_S:
+                return False
+            checked[0] = time.monotonic()
+            return self.store.state_of(job_id) == "cancelled"
+
+        started = time.monotonic()
+        log.info("tracking pass: frames %d-%d", job["first_frame"], job["last_frame"])
+        frames = track_shot(job["input_path"], config, Path(job["job_dir"]), job["first_frame"], job["last_frame"],
+                            lambda n: None, cancelled)
+        log.info("tracking pass done: %d frames tracked in %.1f s", frames, time.monotonic() - started)
+        return frames
+
     def _render(self, job_id: str, index: int) -> int:
         job = self.store.job(job_id)
         chunk = self.store.chunk(job_id, index)
@@ -53,7 +79,7 @@ class ChunkWorker:
         attempt = self.store.start_attempt(job_id, index)
         log.info("chunk %d attempt %d: frames %d-%d (writes from %d)", index, attempt, chunk.process_first,
                  chunk.last, chunk.write_first, extra={"chunk": index})
-        config = PipelineConfig.model_validate_json(job["config_json"])
+        config = render_config(PipelineConfig.model_validate_json(job["config_json"]), Path(job["job_dir"]))
         done = [0, 0.0, 0.0]  # frames, last progress write, last cancel check
 
         def progress(frames: int) -> None:
@@ -143,6 +169,11 @@ class JobManager:
         jobs = self.settings.jobs
         chunks = self.store.ensure_chunks(job_id, plan_chunks(job_id, job["first_frame"], job["last_frame"], config,
                                                               jobs.chunk_frames, jobs.overlap_frames))
+        if needs_tracking(config) and any(c.state != "done" for c in chunks):
+            await self._with_retries(lambda: self.workers.track.remote(job_id), "tracking pass", log)
+            if self.store.state_of(job_id) != "running":
+                log.info("job %s during the tracking pass", self.store.state_of(job_id))
+                return
         limit = asyncio.Semaphore(jobs.max_parallel_chunks)
         await asyncio.gather(*(self._render_with_retries(chunk, limit, log) for chunk in chunks))
         if self.store.state_of(job_id) == "cancelled":
