@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -46,6 +46,16 @@ class StreamSettings(BaseModel):
     max_streams_state: int = Field(64, ge=1, description="per-stream temporal states a replica keeps (LRU)")
 
 
+class ClusterSettings(BaseModel):
+    """Several nodes: which paths every node must see as the same files, and what is checked at start."""
+    model_config = ConfigDict(extra="forbid")
+    shared_paths: list[Literal["state_dir", "input_roots", "keys_file"]] = Field(
+        default_factory=lambda: ["state_dir", "input_roots"],
+                                    description="settings naming paths on a mount every node sees (NFS/SMB)")
+    check_nodes: bool = Field(True, description="at start, check every node sees the head's state directory")
+    check_timeout_s: float = Field(60.0, gt=0)
+
+
 class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state_dir: str = "~/.vfx/serve"
@@ -55,6 +65,9 @@ class ServeSettings(BaseModel):
     jobs: JobSettings = Field(default_factory=JobSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     consent_db: str | None = None
+    jobs_db: str | None = Field(None, description="job records URL (postgresql://...); default SQLite in the state "
+                                                   "dir, which only one node may use")
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     log_level: str = "INFO"
 
     @property
@@ -63,7 +76,7 @@ class ServeSettings(BaseModel):
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.state_path / 'jobs.sqlite'}"
+        return self.jobs_db or f"sqlite:///{self.state_path / 'jobs.sqlite'}"
 
 
 def load_settings(args: dict[str, Any] | None) -> ServeSettings:
