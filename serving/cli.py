@@ -62,6 +62,9 @@ def serve_command(
     repo = str(Path(__file__).resolve().parents[1])
     ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": repo}})
     try:
+        from serving.cluster import check_nodes
+
+        check_nodes(settings)  # one clear line if nodes do not share the state dir, or would share SQLite
         serve.start(http_options=http)
         serve.run(application, name=APP_NAME, route_prefix="/")
         typer.echo(f"vfx serving on http://{http['host']}:{http['port']}  (docs /docs, health /healthz); Ctrl-C stops")

@@ -15,6 +15,7 @@ from typing import Any
 from ray.exceptions import RayError
 
 from serving.chunks import (assemble, chunk_is_complete, chunk_path, plan_chunks, render_chunk, write_manifest)
+from serving.cluster import alive_nodes, check_nodes, record_chunk_node, refuse_shared_sqlite
 from serving.logs import job_logger
 from serving.settings import load_settings
 from serving.store import Chunk, JobStore
@@ -35,6 +36,7 @@ class ChunkWorker:
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = load_settings(settings)
+        refuse_shared_sqlite(self.settings.db_url, len(alive_nodes()))  # also on a node that joined later
         self.store = JobStore(self.settings.db_url)
 
     async def render(self, job_id: str, index: int) -> int:
@@ -97,6 +99,7 @@ class ChunkWorker:
         started = time.monotonic()
         frames = render_chunk(job["input_path"], chunk, config, Path(job["job_dir"]), job["want_matte"],
                               progress, cancelled)
+        record_chunk_node(Path(job["job_dir"]), index, attempt)
         self.store.update_chunk(job_id, index, state="done", frames_done=frames, error=None)
         log.info("chunk %d done: %d frames in %.1f s", index, frames, time.monotonic() - started, extra={"chunk": index})
         return frames
@@ -116,6 +119,7 @@ class JobManager:
 
     def __init__(self, settings: dict[str, Any], workers: Any):
         self.settings = load_settings(settings)
+        self.nodes = check_nodes(self.settings)  # shared storage and job records, before any job is adopted
         self.store = JobStore(self.settings.db_url)
         self.workers = workers
         self.running: dict[str, asyncio.Task] = {}
