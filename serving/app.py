@@ -23,6 +23,7 @@ from serving.capabilities import Face, Restyle, Segment
 from serving.consent_api import consent_router
 from serving.jobs import ChunkWorker, JobManager, job_outputs
 from serving.logs import job_logger, setup_logging
+from serving.readiness import Readiness
 import serving.metrics as metrics
 from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
@@ -31,9 +32,11 @@ from serving.untrusted import Refused, probe_untrusted
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.job import build_steps
+from vfx.provenance import sidecar_path
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
 
+APPLICATIONS = ("vfx",)  # Serve applications whose deployments readiness waits for
 UPLOAD_BLOCK = 1 << 20
 KICK_TIMEOUT_S = 2.0
 
@@ -136,10 +139,15 @@ class Gateway:
         # shared state goes through the running app (request.app) and the metrics module.
         api.state.keys = Keys(self.settings.keys_file)
         api.state.consent_db = self.settings.consent_db
+        self.readiness = Readiness(APPLICATIONS)
 
-    @api.get("/healthz", tags=["operations"])
-    async def healthz(self) -> dict[str, str]:
-        """Liveness and readiness; the only route without a key (for load balancers and kubelets)."""
+    @api.get("/healthz", tags=["operations"], response_model=None)
+    async def healthz(self) -> dict[str, Any] | JSONResponse:
+        """Readiness: 200 once every deployment has a running replica, else 503 naming what is missing.
+        The only route without a key (for load balancers and kubelets)."""
+        waiting = await asyncio.to_thread(self.readiness.check)
+        if waiting:
+            return JSONResponse({"status": "starting", "waiting": waiting}, status_code=503)
         return {"status": "ok"}
 
     @api.get("/metrics", tags=["operations"], response_class=Response)
@@ -193,7 +201,7 @@ class Gateway:
             return self._replay(job, request_digest, response)
         job_logger(job["id"]).info("job accepted from %s: frames %d-%d", principal.name, frame_range.first,
                                    frame_range.last, extra={"principal": principal.name})
-        await self._kick_manager()
+        await self._kick_manager(job["id"])
         return job_view(job, self.store)
 
     def _replay(self, job: dict[str, Any], request_digest: str, response: Response) -> dict[str, Any]:
@@ -202,11 +210,11 @@ class Gateway:
         response.status_code = 200
         return job_view(job, self.store)
 
-    async def _kick_manager(self) -> None:
+    async def _kick_manager(self, job_id: str) -> None:
         try:
             await asyncio.wait_for(self.manager.kick.remote(), KICK_TIMEOUT_S)
-        except (asyncio.TimeoutError, Exception):
-            pass  # the manager's poll picks the job up; it may be restarting right now
+        except Exception:  # the job is stored: the manager's next poll picks it up (it may be restarting)
+            job_logger(job_id).warning("could not wake the job manager; its next poll starts the job", exc_info=True)
 
     async def _receive_upload(self, file: UploadFile) -> tuple[Path, str, bool]:
         limit = self.settings.limits.max_bytes
@@ -266,12 +274,15 @@ class Gateway:
         job = self._owned_job(job_id, principal)
         output, matte, manifest = job_outputs(job)
         files = {"output": (output, "video/mp4"), "manifest": (manifest, "application/json"),
+                 "provenance": (sidecar_path(output), "application/json"),  # signed sidecar: vfx provenance verify
                  **({"matte": (matte, "video/mp4")} if matte else {})}
         if what not in files:
             raise HTTPException(404, f"no {what} for this job; there is {', '.join(files)}")
         if job["state"] != "done":
             raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
         target, media = files[what]
+        if not target.is_file():
+            raise HTTPException(404, f"no {what} was written for this job")
         return FileResponse(target, media_type=media, filename=f"{job_id}-{target.name}")
 
     @api.delete("/v1/jobs/{job_id}", tags=["jobs"])
@@ -351,3 +362,9 @@ def build(args: dict[str, Any]) -> Any:
     workers = serve.deployment(ChunkWorker, name="ChunkWorker").options(**options["ChunkWorker"]).bind(settings)
     manager = serve.deployment(JobManager, name="JobManager").options(**options["JobManager"]).bind(settings, workers)
     return Gateway.options(**options["Gateway"]).bind(settings, bound["Segment"], bound["Restyle"], bound["Face"], manager)
+
+
+def run_applications(args: dict[str, Any], wait: bool = True) -> None:
+    """Deploy every application of the service on the running Serve instance (``vfx serve``, tests)."""
+    serve.run_many([serve.RunTarget(target=build(args), name="vfx", route_prefix="/")],
+                   wait_for_applications_running=wait)

@@ -71,6 +71,15 @@ class ChunkWorker:
         return frames
 
     def _render(self, job_id: str, index: int) -> int:
+        try:
+            return self._render_chunk(job_id, index)
+        except InterruptedError:
+            raise
+        except BaseException:
+            job_logger(job_id).exception("chunk %d failed", index, extra={"chunk": index})
+            raise
+
+    def _render_chunk(self, job_id: str, index: int) -> int:
         job = self.store.job(job_id)
         chunk = self.store.chunk(job_id, index)
         if job is None or chunk is None:
@@ -105,6 +114,13 @@ class ChunkWorker:
         return frames
 
     def _assemble(self, job_id: str) -> int:
+        try:
+            return self._assemble_job(job_id)
+        except BaseException:
+            job_logger(job_id).exception("assembly failed")
+            raise
+
+    def _assemble_job(self, job_id: str) -> int:
         job = self.store.job(job_id)
         chunks = self.store.chunks(job_id)
         output, matte, manifest = job_outputs(job)
@@ -159,7 +175,7 @@ class JobManager:
             raise
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.error("job failed: %s", reason)
+            log.error("job failed: %s", reason, exc_info=True)
             self.store.set_state(job_id, "failed", error=reason, finished_at=time.time())
 
     async def _drive(self, job_id: str, log: logging.LoggerAdapter) -> None:
@@ -214,7 +230,8 @@ class JobManager:
                 if isinstance(cause, InterruptedError):
                     return 0
                 log.warning("%s attempt %d failed (%s: %s); retrying", what, attempt, type(exc).__name__,
-                            str(cause).splitlines()[0] if str(cause) else "")
+                            str(cause).splitlines()[0] if str(cause) else "", exc_info=exc,
+                            extra={"chunk": chunk.index} if chunk is not None else {})
                 if chunk is not None:
                     self.store.update_chunk(chunk.job_id, chunk.index, state="pending",
                                             error=f"{type(cause).__name__}: {str(cause)[:300]}")

@@ -22,7 +22,7 @@ RECV_TIMEOUT_S = 60
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from vfx.consent.keys import generate_key
+    from vfx.consent.keys import generate_key, load_private_key
     from vfx.consent.store import ConsentStore
     from vfx.consent.subjects import enroll
 
@@ -30,7 +30,8 @@ def app(tmp_path_factory):
     generate_key(root / "holder.key")
     consent_db = f"sqlite:///{root / 'consent.sqlite'}"
     embeddings = np.random.default_rng(3).normal(size=(4, 128)).astype(np.float32)
-    enroll(ConsentStore(consent_db), "roxanne", embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), "test")
+    enroll(ConsentStore(consent_db), "roxanne", embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), "test",
+           key=load_private_key(root / "holder.key"))  # the holder's key (held by the service: convenience mode)
     served = start_app(root, overrides={"consent_db": consent_db}, signing_key=root / "holder.key")
     yield served
     stop_app()

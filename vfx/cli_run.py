@@ -11,7 +11,7 @@ import typer
 from vfx.config import load_pipeline_config, with_overrides
 from vfx.errors import VfxError
 from vfx.frames import frame_ranges
-from vfx.job import JobResult, JobSpec, run_job
+from vfx.job import JobResult, JobSpec, check_job, run_job
 from vfx.progress import frame_progress
 from vfx.restyle.styles import STYLE_DESCRIPTIONS
 
@@ -75,6 +75,7 @@ def run(
 
 
 def _run_with_progress(spec: JobSpec, quiet: bool) -> JobResult:
+    check_job(spec)  # a refused job says so before a progress bar appears
     with frame_progress(Path(spec.input).name, enabled=not quiet) as bar:
         result = run_job(spec, progress=bar.advance, on_start=bar.start)
     if result.bad_frames:

@@ -85,6 +85,13 @@ def plan(spec: JobSpec) -> tuple[VideoInfo, FrameRange]:
     return info, frame_range
 
 
+def check_job(spec: JobSpec) -> Plan:
+    """Everything that can be refused before a frame is decoded or a weight loaded: the input, the
+    range, the outputs, and a backend for every capability the config needs."""
+    plan(spec)
+    return plan_steps(spec.config, resolve_device(spec.config.device))
+
+
 def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
             cancelled: Callable[[], bool] | None = None, on_start: Callable[[int], None] | None = None,
             gate: Any | None = None) -> JobResult:
@@ -165,8 +172,9 @@ def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: lis
 def write_job_provenance(output: str, input_path: str, config: PipelineConfig, frame_range: FrameRange,
                          steps: list[Step], job_plan: Plan, grant_ids: list[str], ledger_head: str | None,
                          gate: Any | None) -> Path:
-    """Sign what was done to ``output``: inputs, steps with their backends, and the sha256 of every
-    model whose weights shaped a pixel (each step's and the consent gate's identity model)."""
+    """Sign what was done to ``output``: inputs, steps with their backends, the sha256 of every
+    model whose weights shaped a pixel (each step's and the consent gate's identity model), and
+    the likeness edits the gate allowed (grant, frames, face regions)."""
     from vfx.provenance import write_provenance
 
     inputs = [input_path] + [p for p in (config.restyle.style_image, config.face.lipsync) if p]
@@ -176,4 +184,5 @@ def write_job_provenance(output: str, input_path: str, config: PipelineConfig, f
     described = [{"name": "decode", "frames": [frame_range.first, frame_range.last], "device": job_plan.device}]
     described += [{"name": s.name, "backend": type(s).__name__} for s in steps]
     backends = {**step_backends(steps), **{f"plan.{k}": v for k, v in job_plan.describe().items()}}
-    return write_provenance(output, inputs, described, backends, model_hashes, grant_ids, ledger_head)
+    consent = gate.likeness_edits() if gate is not None else []
+    return write_provenance(output, inputs, described, backends, model_hashes, grant_ids, ledger_head, consent=consent)

@@ -58,6 +58,8 @@ class TrackConsent:
         for index, faces in zip(batch.indices.tolist(), batch.faces):
             for face in faces:
                 self._apply(face, index)
+                if self.operation in face.allowed_ops and hasattr(gate, "record_edit"):
+                    gate.record_edit(face, self.operation, index)  # frames and region, for the C2PA manifest
 
     def _decide_uncertain(self, gate: Any, batch: FrameBatch, tracks: FaceTracks, key: str) -> set[int]:
         samples: dict[int, list[np.ndarray]] = {}
