@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, ShotState, Step
 from vfx.matte import fill_holes, is_cut, smooth_probability, soft_edge, thumbnail_grey
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ class PersonState:
     pose_calls: int = 0
 
 
-class PersonSegmenter:
+class PersonSegmenter(Step):
     """Sets ``batch.matte`` to where confirmed people are, smoothed over time, soft at the edge."""
 
     name = "segment"

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
 from vfx.matte import fill_holes, is_cut, resize_matte, soft_edge, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.appearance import Appearance
@@ -26,7 +26,6 @@ from vfx.segment.spool import Spool
 
 log = logging.getLogger(__name__)
 
-FrameSource = Callable[[int, int], Iterator[tuple[int, np.ndarray]]]  # (first, last) -> (number, rgb)
 
 
 @dataclass
@@ -51,7 +50,7 @@ class TrackState:
         return self.backward.get(number - self.first_frame).astype(bool)
 
 
-class PromptSegmenter:
+class PromptSegmenter(Step):
     name = "segment"
 
     def __init__(self, prompt: SubjectPrompt | Sequence[SubjectPrompt], feather_px: float = 4.0, work_size: int = 512,
@@ -78,6 +77,7 @@ class PromptSegmenter:
         shot.steps[self.name] = state
         if key == shot.first_frame:
             return
+        frames = require_frames(frames, self.name, key)
         first = shot.first_frame
         frames_spool: Spool | None = None
         for number, rgb in frames(first, key):
@@ -92,6 +92,7 @@ class PromptSegmenter:
 
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
+        seed_frame(first + key_index)
         mask = self._key_mask(key_rgb, scale, state.keys[state.key_frame])
         self._learn(state, key_rgb, mask)
         state.first_frame = first
@@ -103,6 +104,7 @@ class PromptSegmenter:
             rgb = frames.get(i)
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             thumb = thumbnail_grey(rgb)
+            seed_frame(first + i)
             if mask.any() and is_cut(later_thumb, thumb):
                 if i > 0 and not is_cut(later_thumb, thumbnail_grey(frames.get(i - 1))):
                     log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", first + i)
@@ -135,6 +137,7 @@ class PromptSegmenter:
         masks = []
         for i, number in enumerate(numbers):
             held = False
+            seed_frame(number)
             if number < state.key_frame:
                 mask = state.backward_mask(number)
             elif number in state.keys:
@@ -324,6 +327,13 @@ class PromptSegmenter:
         if not mask.any():
             raise VfxError("--subject: nothing distinct from its surroundings was found at the prompt on the key frame")
         return mask
+
+
+def seed_frame(number: int) -> None:
+    """Seed this thread's OpenCV RNG (GrabCut's k-means start) from the frame number, so a frame's
+    matte depends on the shot alone, not on what the thread ran before: service workers reuse
+    threads, and a resumed tracking pass starts mid-shot, yet both must match `vfx run`."""
+    cv2.setRNGSeed(number + 1)
 
 
 def _padded_box(mask: np.ndarray, pad: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -5,10 +5,10 @@ from typing import Any
 
 import numpy as np
 
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, FrameSource, ShotState, Step
 
 
-class SubjectSet:
+class SubjectSet(Step):
     """Runs each subject's segmenter on the batch; ``batch.mattes[id]`` per subject, ``batch.matte`` their union."""
 
     name = "segment"
@@ -25,10 +25,9 @@ class SubjectSet:
             hashes.update(getattr(step, "model_hashes", {}) or {})
         return hashes
 
-    def prepare(self, shot: ShotState, frames) -> None:
+    def prepare(self, shot: ShotState, frames: FrameSource | None) -> None:
         for step in self.steps.values():
-            if hasattr(step, "prepare"):
-                step.prepare(shot, frames)
+            step.prepare(shot, frames)
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         mattes = {}
@@ -40,6 +39,5 @@ class SubjectSet:
 
     def finish(self, shot: ShotState) -> dict | None:
         for step in self.steps.values():
-            if hasattr(step, "finish"):
-                step.finish(shot)
+            step.finish(shot)
         return None
