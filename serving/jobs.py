@@ -18,11 +18,13 @@ from typing import Any
 from ray.exceptions import RayError
 
 from serving.chunks import assemble, chunk_matte_path, chunk_path, plan_chunks, render_chunk, write_manifest
+from serving.cluster import alive_nodes, check_nodes, record_chunk_node, refuse_shared_sqlite
 from serving.durable import decodes_to, make_durable, write_durably
 from serving.retention import drop_intermediates, sweep
 from serving.logs import job_logger
 from serving.settings import load_settings
 from serving.store import Chunk, JobStore
+from serving.tracking import needs_tracking, render_config, track_shot
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 
@@ -39,6 +41,7 @@ class ChunkWorker:
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = load_settings(settings)
+        refuse_shared_sqlite(self.settings.db_url, len(alive_nodes()))  # also on a node that joined later
         self.store = JobStore(self.settings.db_url)
 
     async def render(self, job_id: str, index: int) -> int:
@@ -47,7 +50,41 @@ class ChunkWorker:
     async def assemble(self, job_id: str) -> int:
         return await asyncio.to_thread(self._assemble, job_id)
 
+    async def track(self, job_id: str) -> int:
+        return await asyncio.to_thread(self._track, job_id)
+
+    def _track(self, job_id: str) -> int:
+        """Phase one of a prompted job: track the whole shot in order into its stored mattes."""
+        job = self.store.job(job_id)
+        if job is None:
+            raise VfxError(f"job {job_id}: no such record")
+        log = job_logger(job_id)
+        config = PipelineConfig.model_validate_json(job["config_json"])
+        checked = [0.0]
+
+        def cancelled() -> bool:
+            if time.monotonic() - checked[0] < PROGRESS_EVERY_S:
+                return False
+            checked[0] = time.monotonic()
+            return self.store.state_of(job_id) == "cancelled"
+
+        started = time.monotonic()
+        log.info("tracking pass: frames %d-%d", job["first_frame"], job["last_frame"])
+        frames = track_shot(job["input_path"], config, Path(job["job_dir"]), job["first_frame"], job["last_frame"],
+                            lambda n: None, cancelled)
+        log.info("tracking pass done: %d frames tracked in %.1f s", frames, time.monotonic() - started)
+        return frames
+
     def _render(self, job_id: str, index: int) -> int:
+        try:
+            return self._render_chunk(job_id, index)
+        except InterruptedError:
+            raise
+        except BaseException:
+            job_logger(job_id).exception("chunk %d failed", index, extra={"chunk": index})
+            raise
+
+    def _render_chunk(self, job_id: str, index: int) -> int:
         job = self.store.job(job_id)
         chunk = self.store.chunk(job_id, index)
         if job is None or chunk is None:
@@ -62,7 +99,7 @@ class ChunkWorker:
             raise LeaseHeld(f"chunk {index} is being rendered by another worker")
         log.info("chunk %d attempt %d: frames %d-%d (writes from %d)", index, attempt, chunk.process_first,
                  chunk.last, chunk.write_first, extra={"chunk": index})
-        config = PipelineConfig.model_validate_json(job["config_json"])
+        config = render_config(PipelineConfig.model_validate_json(job["config_json"]), Path(job["job_dir"]))
         started = time.monotonic()
         done = [0, 0.0, 0.0]  # frames, last progress write, last cancel check
 
@@ -101,10 +138,18 @@ class ChunkWorker:
         if not self.store.finish_chunk(job_id, index, holder, frames, json.dumps(concealed)):
             log.warning("chunk %d: lease lost while rendering; the other render's result stands", index)
             return 0
+        record_chunk_node(Path(job["job_dir"]), index, attempt)
         log.info("chunk %d done: %d frames in %.1f s", index, frames, time.monotonic() - started, extra={"chunk": index})
         return frames
 
     def _assemble(self, job_id: str) -> int:
+        try:
+            return self._assemble_job(job_id)
+        except BaseException:
+            job_logger(job_id).exception("assembly failed")
+            raise
+
+    def _assemble_job(self, job_id: str) -> int:
         job = self.store.job(job_id)
         chunks = self.store.chunks(job_id)
         output, matte, manifest = job_outputs(job)
@@ -138,6 +183,7 @@ class JobManager:
 
     def __init__(self, settings: dict[str, Any], workers: Any):
         self.settings = load_settings(settings)
+        self.nodes = check_nodes(self.settings)  # shared storage and job records, before any job is adopted
         self.store = JobStore(self.settings.db_url)
         self.workers = workers
         self.running: dict[str, asyncio.Task] = {}
@@ -188,7 +234,7 @@ class JobManager:
             raise
         except Exception as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            log.error("job failed: %s", reason)
+            log.error("job failed: %s", reason, exc_info=True)
             self.store.set_state(job_id, "failed", error=reason, finished_at=time.time())
 
     async def _drive(self, job_id: str, log: logging.LoggerAdapter) -> None:
@@ -204,6 +250,11 @@ class JobManager:
                                                               jobs.chunk_frames, jobs.overlap_frames))
         if job["state"] != "queued":
             await self._distrust_broken_chunks(job, chunks, log)
+        if needs_tracking(config) and any(c.state != "done" for c in chunks):
+            await self._with_retries(lambda: self.workers.track.remote(job_id), "tracking pass", log)
+            if self.store.state_of(job_id) != "running":
+                log.info("job %s during the tracking pass", self.store.state_of(job_id))
+                return
         limit = asyncio.Semaphore(jobs.max_parallel_chunks)
         await asyncio.gather(*(self._render_with_retries(chunk, limit, log) for chunk in chunks))
         if self.store.state_of(job_id) == "cancelled":
@@ -269,7 +320,8 @@ class JobManager:
                 if isinstance(exc, asyncio.TimeoutError):
                     cause = TimeoutError(f"no answer within chunk_timeout_s={self.settings.jobs.chunk_timeout_s:g}")
                 log.warning("%s attempt %d failed (%s: %s); retrying", what, attempt, type(cause).__name__,
-                            str(cause).splitlines()[0] if str(cause) else "")
+                            str(cause).splitlines()[0] if str(cause) else "", exc_info=exc,
+                            extra={"chunk": chunk.index} if chunk is not None else {})
                 if chunk is not None:
                     self.store.update_chunk(chunk.job_id, chunk.index, error=f"{type(cause).__name__}: {str(cause)[:300]}")
                 await asyncio.sleep(min(5.0, 0.5 * 2 ** attempt))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from serving.untrusted import Refused
 from vfx.config import ConsentConfig, FaceConfig, OutputConfig, PipelineConfig, RestyleConfig, SegmentConfig

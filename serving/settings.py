@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -54,6 +54,11 @@ class StreamSettings(BaseModel):
     max_frame_bytes: int = Field(8 * 1024**2, ge=1024)
     idle_timeout_s: float = Field(60.0, gt=0)
     max_streams_state: int = Field(64, ge=1, description="per-stream temporal states a replica keeps (LRU)")
+    max_width: int = Field(4096, ge=16, description="frame width a JPEG may declare, checked before decoding")
+    max_height: int = Field(4096, ge=16, description="frame height a JPEG may declare, checked before decoding")
+    max_streams: int = Field(16, ge=1, description="open streams per stream-gateway replica")
+    max_streams_per_key: int = Field(4, ge=1, description="open streams of one API key per stream-gateway replica")
+    max_stream_seconds: float = Field(3600.0, gt=0, description="a stream is ended after this long")
 
 
 class RetentionSettings(BaseModel):
@@ -70,6 +75,16 @@ class RetentionSettings(BaseModel):
         return self.owner_quotas.get(owner, self.owner_quota_bytes)
 
 
+class ClusterSettings(BaseModel):
+    """Several nodes: which paths every node must see as the same files, and what is checked at start."""
+    model_config = ConfigDict(extra="forbid")
+    shared_paths: list[Literal["state_dir", "input_roots", "keys_file"]] = Field(
+        default_factory=lambda: ["state_dir", "input_roots"],
+                                    description="settings naming paths on a mount every node sees (NFS/SMB)")
+    check_nodes: bool = Field(True, description="at start, check every node sees the head's state directory")
+    check_timeout_s: float = Field(60.0, gt=0)
+
+
 class ServeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     state_dir: str = "~/.vfx/serve"
@@ -80,6 +95,9 @@ class ServeSettings(BaseModel):
     stream: StreamSettings = Field(default_factory=StreamSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     consent_db: str | None = None
+    jobs_db: str | None = Field(None, description="job records URL (postgresql://...); default SQLite in the state "
+                                                   "dir, which only one node may use")
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     log_level: str = "INFO"
 
     @property
@@ -88,7 +106,7 @@ class ServeSettings(BaseModel):
 
     @property
     def db_url(self) -> str:
-        return f"sqlite:///{self.state_path / 'jobs.sqlite'}"
+        return self.jobs_db or f"sqlite:///{self.state_path / 'jobs.sqlite'}"
 
 
 def load_settings(args: dict[str, Any] | None) -> ServeSettings:

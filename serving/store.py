@@ -1,4 +1,4 @@
-"""Job records in SQLite (or any SQLAlchemy URL): they outlive replicas and restarts of the app."""
+"""Job records in SQLite (one node) or PostgreSQL (a cluster): they outlive replicas and restarts of the app."""
 from __future__ import annotations
 
 import time
@@ -13,8 +13,11 @@ from sqlalchemy import (Boolean, Float, Integer, String, Text, UniqueConstraint,
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from vfx.consent.store import normalise_url
+
 ACTIVE_STATES = ("queued", "running", "assembling")
 FINAL_STATES = ("done", "failed", "cancelled")
+SCHEMA_LOCK_KEY = 0x766678  # "vfx": a PostgreSQL advisory lock held while creating the tables
 
 
 class Base(DeclarativeBase):
@@ -107,11 +110,20 @@ def _chunk(row: ChunkRow) -> Chunk:
 
 
 class JobStore:
+    """Job and chunk records. ``url``: SQLite for one node; PostgreSQL (``postgresql://user@host/db``,
+    the consent store's URL style) when several nodes or replicas share the records."""
+
     def __init__(self, url: str):
-        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        url = normalise_url(url)
         if url.startswith("sqlite"):
+            self.engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+            Base.metadata.create_all(self.engine)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+            with self.engine.begin() as connection:  # replicas starting together must not race on CREATE TABLE
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                Base.metadata.create_all(connection)
         self._add_missing_columns()
 
     def _add_missing_columns(self) -> None:
