@@ -82,10 +82,11 @@ def require(*roles: Role):
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 api.include_router(consent_router(require))
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+# Middleware added later runs first: the guard is added before the web page's SessionAuth so that
+# SessionAuth turns a session cookie into X-API-Key before the guard checks the key.
+api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
 mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
 
-
-api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
 
 
 @api.middleware("http")
