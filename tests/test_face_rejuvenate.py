@@ -139,7 +139,7 @@ def test_revocation_mid_shot_stops_further_edits(tmp_path):
     changed = []
     for k, batch in enumerate(FrameReader(probe(str(MEGAMIND)), frames).batches(6)):
         if k == 2:
-            revoke_grant(consent.store, consent.holder, consent.grant_id, "actor withdrew consent", consent.trusted)
+            revoke_grant(consent.store, consent.holder, consent.grant_id, "actor withdrew consent")
         before = batch.frames.copy()
         batch = step(detect(batch, shot), shot)
         changed.append(not np.array_equal(before, batch.frames))

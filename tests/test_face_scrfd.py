@@ -15,12 +15,12 @@ from typer.testing import CliRunner
 from face_helpers import MEGAMIND, new_shot
 from model_helpers import write_store
 from vfx.cli import app
-from vfx.config import FaceConfig
+from vfx.config import FaceConfig, PipelineConfig
 from vfx.errors import VfxError
 from vfx.face.detect import FaceDetector, box_iou
 from vfx.face.scrfd import MODEL_NAME, STRIDES, ScrfdDetector, face_detector
 from vfx.face.tracks import DetectFaces
-from vfx.job import build_face_steps
+from vfx.job import build_steps
 from vfx.video import FrameReader, probe
 from vfx.video.probe import FrameRange
 
@@ -126,7 +126,7 @@ def test_noncommercial_licence_is_refused(tmp_path, monkeypatch):
     with pytest.raises(VfxError, match="non-commercial research only.*--allow-noncommercial"):
         face_detector("scrfd")
     with pytest.raises(VfxError, match="--allow-noncommercial"):
-        build_face_steps(FaceConfig(rejuvenate=0.5, detector="scrfd"), gate=object())
+        build_steps(PipelineConfig(face=FaceConfig(rejuvenate=0.5, detector="scrfd")), "cpu", gate=object())
     assert isinstance(face_detector("scrfd", allow_noncommercial=True), FaceDetector)
 
 

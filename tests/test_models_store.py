@@ -9,10 +9,10 @@ from model_helpers import tiny_diffusion, tiny_sam, write_store
 from typer.testing import CliRunner
 
 from vfx.cli import app
-from vfx.config import RestyleConfig, SegmentConfig
+from vfx.config import PipelineConfig, RestyleConfig, SegmentConfig
 from vfx.errors import VfxError
 from vfx.models import ModelStore, choose_model, load_manifest, sha256_file
-from vfx.restyle import AVAILABILITY as RESTYLE_AVAILABILITY
+from vfx import registry
 from vfx.segment import PromptSegmenter, build_segmenter
 
 
@@ -103,9 +103,10 @@ def test_noncommercial_models_need_an_opt_in(published, tmp_path, monkeypatch):
     name, why = choose_model(store, "diffusion", None, allow_noncommercial=False)
     assert name is None and "non-commercial" in why
     assert choose_model(store, "diffusion", None, allow_noncommercial=True)[0] == "sd_tiny"
-    check = RESTYLE_AVAILABILITY["diffusion"]
-    assert "non-commercial" in check(RestyleConfig(prompt="a storm"), "cuda")
-    assert check(RestyleConfig(prompt="a storm", allow_noncommercial=True), "cuda") is None
+    with pytest.raises(VfxError, match="diffusion: sd_tiny present but licensed for non-commercial use only"):
+        registry.choose("restyle", PipelineConfig(restyle=RestyleConfig(prompt="a storm")), "cuda")
+    opted_in = PipelineConfig(restyle=RestyleConfig(prompt="a storm", allow_noncommercial=True))
+    assert registry.choose("restyle", opted_in, "cuda").model == "sd_tiny"
 
 
 def test_auto_prefers_sam_only_on_a_gpu(published, tmp_path, monkeypatch, caplog):

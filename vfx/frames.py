@@ -1,15 +1,19 @@
-"""FrameBatch and ShotState: the data every step takes and returns.
+"""FrameBatch, ShotState and Step: the data every step takes and returns, and the step contract.
 
-A step is any callable ``step(batch: FrameBatch, shot: ShotState) -> FrameBatch``. It sees a
-whole batch; whatever it must remember between batches of one shot lives in ``shot``, never in
-the step object or a module global, so one step instance can serve many shots at once.
+A step sees whole batches; whatever it must remember between batches of one shot lives in
+``shot``, never in the step object or a module global, so one step instance can serve many shots.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
+
+from vfx.errors import VfxError
 
 
 @dataclass
@@ -95,7 +99,42 @@ def frame_ranges(numbers: list[int]) -> list[list[int]]:
     return runs
 
 
-class Step(Protocol):
-    name: str
+FrameSource = Callable[[int, int], Iterator[tuple[int, np.ndarray]]]  # (first, last) -> (number, rgb) of the shot
 
+
+def require_frames(frames: FrameSource | None, step: str, key_frame: int) -> FrameSource:
+    """The shot's frame reader, for a step that must read frames before its key frame."""
+    if frames is None:
+        raise VfxError(f"{step}: a prompt on frame {key_frame} tracks back to the start of the shot, which needs "
+                       "the shot's frames (a live stream can only be prompted on its first frame)")
+    return frames
+
+
+class Step(ABC):
+    """One stage of the pipeline. ``Pipeline`` drives the whole lifecycle for every shot, so every
+    caller (command line, shot job, live stream) gets the same behaviour:
+
+    1. ``prepare(shot, frames)`` once before the first batch; ``frames(first, last)`` re-reads the
+       shot (a tracker prompted on a later key frame tracks backward first). ``frames`` is None for
+       a live stream, which has no shot to re-read.
+    2. ``__call__(batch, shot)`` for every batch, in frame order, in one thread per step.
+    3. ``finish(shot)`` once after the last batch, also after a failure; it may return a report
+       (what was done, per subject and operation) that the job record and the ledger keep.
+
+    A step writes only its own entry of ``shot.steps``; what later steps need travels on the batch.
+    ``audio_path``: the soundtrack the output must carry instead of the source's. ``model_hashes``:
+    ``model/file -> sha256`` of every weight file the step loaded, for provenance.
+    """
+
+    name: str = "step"
+    audio_path: str | None = None
+    model_hashes: Mapping[str, str] = MappingProxyType({})
+
+    def prepare(self, shot: ShotState, frames: FrameSource | None) -> None:
+        return None
+
+    @abstractmethod
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch: ...
+
+    def finish(self, shot: ShotState) -> dict[str, Any] | None:
+        return None

@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vfx.config import FaceConfig, PipelineConfig
+from vfx import registry
+from vfx.config import PipelineConfig
 from vfx.devices import default_batch_size, resolve_device
 from vfx.errors import VfxError
-from vfx.face import build_face_steps
 from vfx.frames import ShotState, Step
 from vfx.pipeline import Pipeline, Sink
-from vfx.restyle import build_restyler
-from vfx.segment import build_segmenter
+from vfx.registry import Plan
 from vfx.video import FrameRange, FrameReader, FrameWriter, MatteWriter, parse_frame_range, probe
 from vfx.video.probe import VideoInfo
 from vfx.video.writer import check_output_path
@@ -46,21 +45,29 @@ class JobResult:
     backends: dict[str, str]
     grant_ids: list[str] = field(default_factory=list)
     provenance: str | None = None
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # step name -> what it did (face edits)
 
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds else 0.0
 
 
-def build_steps(config: PipelineConfig, device: str, gate: Any | None = None) -> list[Step]:
-    """Segment first (it reads the untouched frames), then consent-gated face edits, then the
-    restyle, which composites the (possibly edited) subject over the new surroundings."""
-    steps = [build_segmenter(config.segment, device), *build_face_steps(config.face, gate),
-             build_restyler(config.restyle, device)]
-    steps = [s for s in steps if s is not None]
-    if not steps:
-        raise VfxError("nothing to do: give --subject, --style, --style-image, --prompt, --rejuvenate or --lipsync")
-    return steps
+# The order steps run in: segment first (it reads the untouched frames), then face detection and the
+# consent-gated face edits, then the restyle, which composites the (possibly edited) subject over
+# the new surroundings. Identity is not a step: the consent gate embeds faces with it.
+STEP_ORDER = ("segment", "face_detect", "rejuvenate", "lipsync", "restyle")
+
+
+def plan_steps(config: PipelineConfig, device: str) -> Plan:
+    """Choose a backend for every capability the config needs, loading no weights."""
+    return registry.plan(config, device)
+
+
+def build_steps(config: PipelineConfig, device: str, gate: Any | None = None, plan: Plan | None = None) -> list[Step]:
+    """Build (load the weights of) every step of the plan, in ``STEP_ORDER``."""
+    plan = plan or plan_steps(config, device)
+    return [registry.build(choice, config, device, gate) for capability in STEP_ORDER
+            if (choice := plan.get(capability)) is not None]
 
 
 def needs_consent(config: PipelineConfig) -> bool:
@@ -78,18 +85,30 @@ def plan(spec: JobSpec) -> tuple[VideoInfo, FrameRange]:
     return info, frame_range
 
 
+def check_job(spec: JobSpec) -> Plan:
+    """Everything that can be refused before a frame is decoded or a weight loaded: the input, the
+    range, the outputs, and a backend for every capability the config needs."""
+    plan(spec)
+    return plan_steps(spec.config, resolve_device(spec.config.device))
+
+
 def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
-            cancelled: Callable[[], bool] | None = None, on_start: Callable[[int], None] | None = None) -> JobResult:
+            cancelled: Callable[[], bool] | None = None, on_start: Callable[[int], None] | None = None,
+            gate: Any | None = None) -> JobResult:
+    """Run one shot. ``gate``: an open consent gate (the service passes its own); by default face
+    edits open the one the config names."""
     info, frame_range = plan(spec)
     config = spec.config
     device = resolve_device(config.device)
-    gate = _open_gate(config) if needs_consent(config) else None
-    steps = build_steps(config, device, gate)
+    job_plan = plan_steps(config, device)
+    if gate is None and needs_consent(config):
+        gate = _open_gate(config)
+    steps = build_steps(config, device, gate, job_plan)
     batch_size = config.batch_size or default_batch_size(device)
     shot = ShotState(width=info.width, height=info.height, fps=float(info.fps), first_frame=frame_range.first,
                      last_frame=frame_range.last, source_path=info.path, project=config.consent.project)
     job_record = {"input": info.path, "output": spec.output, "frames": [frame_range.first, frame_range.last],
-                  "steps": [s.name for s in steps]}
+                  "steps": [s.name for s in steps], "plan": job_plan.describe()}
     if gate is not None:
         gate.record_job("started", job_record)
     try:
@@ -100,17 +119,19 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
         raise
     grant_ids = gate.grant_ids_used() if gate is not None else []
     ledger_head = gate.record_job("finished", {**job_record, "grant_ids": grant_ids}) if gate is not None else None
-    backends = {s.name: type(s).__name__ for s in steps}
     provenance = None
     if config.output.provenance and not info.is_sequence and not Path(spec.output).name.count("%"):
-        identity_hashes = gate.identity.model_hashes if gate is not None else {}
-        provenance = str(_write_provenance(spec, info, frame_range, steps, backends, grant_ids, ledger_head, device,
-                                           identity_hashes))
+        provenance = str(write_job_provenance(spec.output, info.path, config, frame_range, steps, job_plan,
+                                              grant_ids, ledger_head, gate))
     return JobResult(
         output=spec.output, matte=spec.matte, frame_range=frame_range, frames=result.frames, seconds=result.seconds,
         bad_frames=bad_frames, device=device, batch_size=batch_size, steps=[s.name for s in steps],
-        backends=backends, grant_ids=grant_ids, provenance=provenance,
+        backends=step_backends(steps), grant_ids=grant_ids, provenance=provenance, reports=result.reports,
     )
+
+
+def step_backends(steps: list[Step]) -> dict[str, str]:
+    return {s.name: type(s).__name__ for s in steps}
 
 
 def _open_gate(config: PipelineConfig):
@@ -126,44 +147,42 @@ def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: lis
              batch_size: int, progress, cancelled, on_start):
     config = spec.config
     strict = config.output.on_bad_frames == "fail"
-    for step in steps:
-        prepare = getattr(step, "prepare", None)
-        if prepare is not None:
-            prepare(shot, lambda first, last: FrameReader(info, FrameRange(first, last), strict=strict).frames())
     if on_start is not None:
         on_start(len(frame_range))
     reader = FrameReader(info, frame_range, strict=strict)
-    new_audio = next((s.audio_path for s in steps if getattr(s, "audio_path", None)), None)
+    new_audio = next((s.audio_path for s in steps if s.audio_path), None)
     sinks: list[Sink] = []
     try:
         sinks.append(FrameWriter(spec.output, info, frame_range, keep_audio=config.output.keep_audio,
                                  crf=config.output.crf, preset=config.output.preset,
-                                 with_alpha=spec.output.lower().endswith(".exr"), audio_path=new_audio))
+                                 with_alpha=spec.output.lower().endswith(".exr"), audio_path=new_audio,
+                                 lossless_rgb=config.output.lossless_rgb))
         if spec.matte:
-            sinks.append(MatteWriter(spec.matte, info, frame_range))
-        result = Pipeline(steps, queue_depth=config.queue_depth)(reader.batches(batch_size), shot, sinks, progress, cancelled)
+            sinks.append(MatteWriter(spec.matte, info, frame_range, lossless_rgb=config.output.lossless_rgb))
+        result = Pipeline(steps, queue_depth=config.queue_depth)(
+            reader.batches(batch_size), shot, sinks, progress, cancelled,
+            frames=lambda first, last: FrameReader(info, FrameRange(first, last), strict=strict).frames())
     except BaseException:
         for sink in sinks:
             sink.abort()
         raise
-    finally:
-        for step in steps:
-            finish = getattr(step, "finish", None)
-            if finish is not None:
-                finish(shot)
     return result, reader.bad_frames
 
 
-def _write_provenance(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: list[Step],
-                      backends: dict[str, str], grant_ids: list[str], ledger_head: str | None, device: str,
-                      identity_hashes: dict[str, str]) -> Path:
+def write_job_provenance(output: str, input_path: str, config: PipelineConfig, frame_range: FrameRange,
+                         steps: list[Step], job_plan: Plan, grant_ids: list[str], ledger_head: str | None,
+                         gate: Any | None) -> Path:
+    """Sign what was done to ``output``: inputs, steps with their backends, the sha256 of every
+    model whose weights shaped a pixel (each step's and the consent gate's identity model), and
+    the likeness edits the gate allowed (grant, frames, face regions)."""
     from vfx.provenance import write_provenance
 
-    config = spec.config
-    inputs = [info.path] + [p for p in (config.restyle.style_image, config.face.lipsync) if p]
-    model_hashes: dict[str, str] = dict(identity_hashes)
+    inputs = [input_path] + [p for p in (config.restyle.style_image, config.face.lipsync) if p]
+    model_hashes: dict[str, str] = dict(gate.identity.model_hashes) if gate is not None else {}
     for step in steps:
-        model_hashes.update(getattr(step, "model_hashes", {}) or {})
-    described = [{"name": s.name, "backend": type(s).__name__} for s in steps]
-    described.insert(0, {"name": "decode", "frames": [frame_range.first, frame_range.last], "device": device})
-    return write_provenance(spec.output, inputs, described, backends, model_hashes, grant_ids, ledger_head)
+        model_hashes.update(step.model_hashes)
+    described = [{"name": "decode", "frames": [frame_range.first, frame_range.last], "device": job_plan.device}]
+    described += [{"name": s.name, "backend": type(s).__name__} for s in steps]
+    backends = {**step_backends(steps), **{f"plan.{k}": v for k, v in job_plan.describe().items()}}
+    consent = gate.likeness_edits() if gate is not None else []
+    return write_provenance(output, inputs, described, backends, model_hashes, grant_ids, ledger_head, consent=consent)

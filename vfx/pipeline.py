@@ -2,19 +2,22 @@
 
 While batch n is being encoded, batch n+1 is restyled, batch n+2 segmented and batch n+3
 decoded. Queues hold at most ``queue_depth`` batches, so memory depends on the batch size and
-frame size only, never on the length of the shot.
+frame size only, never on the length of the shot. The pipeline drives each step's whole
+lifecycle (``vfx.frames.Step``): prepare, every batch, finish.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vfx.frames import FrameBatch, ShotState, Step
+from vfx.frames import FrameBatch, FrameSource, ShotState, Step
 
+log = logging.getLogger(__name__)
 _END = object()
 
 
@@ -28,6 +31,7 @@ class Sink(Protocol):
 class PipelineResult:
     frames: int
     seconds: float
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # step name -> what its finish() reported
 
     @property
     def fps(self) -> float:
@@ -42,12 +46,44 @@ class Pipeline:
     """Runs ``steps`` over batches from ``batches`` into ``sinks``; call it once per shot."""
 
     def __init__(self, steps: list[Step], queue_depth: int = 2):
+        for step in steps:
+            if not isinstance(step, Step):
+                raise TypeError(f"pipeline step {step!r} must subclass vfx.frames.Step")
+        if len({step.name for step in steps}) != len(steps):
+            raise ValueError(f"pipeline step names must be unique (each owns shot.steps[name]): {[s.name for s in steps]}")
+        if queue_depth < 1:
+            raise ValueError(f"queue_depth must be at least 1, got {queue_depth}")
         self.steps = steps
         self.queue_depth = queue_depth
 
     def __call__(self, batches: Iterable[FrameBatch], shot: ShotState, sinks: list[Sink],
                  progress: Callable[[int], None] | None = None,
-                 cancelled: Callable[[], bool] | None = None) -> PipelineResult:
+                 cancelled: Callable[[], bool] | None = None,
+                 frames: FrameSource | None = None) -> PipelineResult:
+        """Run one shot. ``frames(first, last)`` re-reads the shot for steps that prepare on it."""
+        started = time.perf_counter()
+        prepared: list[Step] = []
+        try:
+            for step in self.steps:
+                step.prepare(shot, frames)
+                prepared.append(step)
+            result = self._run(batches, shot, sinks, progress, cancelled)
+        except BaseException:
+            for step in prepared:
+                try:
+                    step.finish(shot)
+                except Exception:  # the original failure is the one to report
+                    log.exception("step %s failed to finish after an earlier error", step.name)
+            raise
+        for step in self.steps:
+            report = step.finish(shot)
+            if report:
+                result.reports[step.name] = report
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _run(self, batches: Iterable[FrameBatch], shot: ShotState, sinks: list[Sink],
+             progress: Callable[[int], None] | None, cancelled: Callable[[], bool] | None) -> PipelineResult:
         started = time.perf_counter()
         stop = threading.Event()
         errors: list[BaseException] = []

@@ -7,7 +7,7 @@ decided; a face without an allowed grant gets ``refused_ops[operation]`` and mus
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

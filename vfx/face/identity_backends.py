@@ -35,7 +35,7 @@ class IdentityBackend:
     licence: str = ""
 
 
-def _dlib(allow_noncommercial: bool) -> IdentityBackend:
+def dlib_backend() -> IdentityBackend:
     from vfx.face import identity
 
     return IdentityBackend("dlib", "dlib-resnet-v1", identity.EMBEDDING_SIZE, 0.55, 0.6, identity.embed_faces,
@@ -51,27 +51,25 @@ def arcface_licence() -> tuple[str, bool]:
     return entry.licence, entry.commercial_use
 
 
-def _arcface(allow_noncommercial: bool) -> IdentityBackend:
-    from vfx.face.arcface import EMBEDDING_SIZE, MODEL, cosine_distance, load_embedder
+def arcface_backend(model: str) -> IdentityBackend:
+    """ArcFace from the store; the registry has already checked its licence against the opt-in."""
+    from vfx.face.arcface import EMBEDDING_SIZE, cosine_distance, load_embedder
+    from vfx.models import load_manifest
 
-    licence, commercial = arcface_licence()
-    if not commercial and not allow_noncommercial:
-        raise VfxError(f"identity backend arcface: model {MODEL} is licensed '{licence}'; "
-                       "opt in with --allow-noncommercial (consent.allow_noncommercial in a config)")
-    embedder, digest = load_embedder(MODEL)
+    embedder, digest = load_embedder(model)
     return IdentityBackend("arcface", "arcface-r100", EMBEDDING_SIZE, 0.6, 0.8, embedder, cosine_distance,
-                           {MODEL: digest}, licence)
+                           {model: digest}, load_manifest().entry(model).licence)
 
 
-BACKENDS: dict[str, Callable[[bool], IdentityBackend]] = {"dlib": _dlib, "arcface": _arcface}
 STORED: dict[str, str] = {"dlib-resnet-v1": "dlib", "arcface-r100": "arcface"}
 SIZES: dict[str, int] = {"dlib-resnet-v1": 128, "arcface-r100": 512}
 
 
 def identity_backend(name: str, allow_noncommercial: bool = False) -> IdentityBackend:
-    if name not in BACKENDS:
-        raise VfxError(f"identity backend {name!r}: expected one of {', '.join(BACKENDS)}")
-    return BACKENDS[name](allow_noncommercial)
+    """The identity embedder ``name`` (dlib | arcface), chosen through the registry."""
+    from vfx.face.backends import identity_backend as through_registry
+
+    return through_registry(name, allow_noncommercial)
 
 
 def backend_of_stored(stored: str) -> str:

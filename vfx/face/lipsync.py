@@ -24,7 +24,7 @@ from vfx.face.audio import RATE, Phone, load_audio, loudness, phonemes
 from vfx.face.detect import (CHIN, LIPS_INNER, LOWER_LIP_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_LIP_INNER,
                              face_scale)
 from vfx.face.report import edit_granted_faces, finish_report
-from vfx.frames import Face, FrameBatch, ShotState
+from vfx.frames import Face, FrameBatch, ShotState, Step
 
 OPERATION = "lipsync"
 
@@ -223,7 +223,7 @@ def _box(centre: np.ndarray, radius: float, shape) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-class LipSync:
+class LipSync(Step):
     """Step: re-time the mouth of every face whose track holds a ``lipsync`` grant to ``audio_path``."""
 
     name = "lipsync"
@@ -254,7 +254,7 @@ class LipSync:
             else:
                 self.warp(frame, face.landmarks, float(times[i]), float(opening[i]), float(rounding[i]))
 
-        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers)
+        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers, gate=self.gate)
 
     def _interiors(self, batch: FrameBatch, shot: ShotState) -> list[dict[int, np.ndarray]]:
         """Per frame, per granted track: the widest open mouth of that actor seen so far in the shot's

@@ -28,7 +28,7 @@ from vfx.face.detect import (FACE_OVAL, FOREHEAD, LEFT_BROW, LEFT_EYE, LIPS_OUTE
                              RIGHT_BROW, RIGHT_EYE, face_scale)
 from vfx.face.report import edit_granted_faces, finish_report
 from vfx.face.reshape import reshape_face
-from vfx.frames import Face, FrameBatch, ShotState
+from vfx.frames import Face, FrameBatch, ShotState, Step
 
 OPERATION = "rejuvenate"
 RIGHT_LOWER_LID = [33, 7, 163, 144, 145, 153, 154, 155, 133]
@@ -191,7 +191,7 @@ def _crop_box(lm: np.ndarray, shape, pad: float) -> tuple[int, int, int, int]:
     return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
 
-class Rejuvenate:
+class Rejuvenate(Step):
     """Step: rejuvenate every face of ``batch.faces`` granted ``rejuvenate``; others stay pixel-identical."""
 
     name = "rejuvenate"
@@ -214,7 +214,7 @@ class Rejuvenate:
             if self.strength > 0.0:
                 self.editor(frame, face.landmarks, self.strength)
 
-        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers)
+        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers, gate=self.gate)
 
     def finish(self, shot: ShotState) -> dict | None:
         """The shot's summary (frames edited, not found, refused per subject), recorded with the gate."""

@@ -57,10 +57,11 @@ def protect_region(face: Face, shape, pad: float = 0.15) -> tuple[int, int, int,
 
 
 def edit_granted_faces(step: str, operation: str, batch: FrameBatch, shot: ShotState,
-                       edit: Callable[[np.ndarray, Face, int], None], workers: int = 2) -> FrameBatch:
+                       edit: Callable[[np.ndarray, Face, int], None], workers: int = 2, gate: Any = None) -> FrameBatch:
     """Run ``edit(frame_out, face, i)`` on the faces of ``batch.faces`` granted ``operation``, copy the
     input pixels back over every face that is not granted (so those stay identical), and record in
-    ``shot.steps[step]`` which faces' pixels really changed."""
+    ``shot.steps[step]`` which faces' pixels really changed (and with the gate, for the C2PA manifest's
+    regions, where)."""
     if batch.faces is None:
         raise VfxError(f"{step}: no faces on the batch; the face detection step must run before it")
     frames_in = batch.frames
@@ -84,6 +85,8 @@ def edit_granted_faces(step: str, operation: str, batch: FrameBatch, shot: ShotS
         record.frames.append(int(index))
         for face, flag in zip(faces, flags):
             record.add(int(index), face, operation, flag)
+            if flag and gate is not None:
+                gate.record_edit(face, operation, int(index))
     if batch.source is None:
         batch.source = frames_in
     batch.frames = out

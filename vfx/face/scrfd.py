@@ -126,10 +126,11 @@ def face_detector(kind: str, allow_noncommercial: bool = False, config: Detector
     if kind != "scrfd":
         raise VfxError(f"face detector {kind!r}: expected one of {', '.join(DETECTORS)}")
     from vfx.models import ModelStore
+    from vfx.models import licence_allows
 
     store = ModelStore()
     entry = store.manifest.entry(MODEL_NAME)
-    if not entry.commercial_use and not allow_noncommercial:
+    if not licence_allows(entry.commercial_use, allow_noncommercial):
         raise VfxError(f"face detector scrfd uses {MODEL_NAME} ({entry.licence}); pass --allow-noncommercial "
                        "(face.allow_noncommercial: true) to use it")
     path = store.require(MODEL_NAME) / entry.files[0].path

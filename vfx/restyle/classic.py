@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, ShotState, Step
 from vfx.parallel import map_frames
 from vfx.restyle.composite import composite
 from vfx.restyle.styles import ColourTransfer, Style, frame_lab_stats, style_named
@@ -21,7 +21,7 @@ class RestyleState:
     lab_std: np.ndarray | None = None
 
 
-class ClassicRestyle:
+class ClassicRestyle(Step):
     """Restyles each frame's surroundings and keeps the subject where ``batch.matte`` is 1.
 
     Painterly filters react to sensor noise, so a restyled pixel is only allowed to change as

@@ -26,7 +26,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 from vfx.config import RestyleConfig
 from vfx.devices import chunk_limit, prepare_module, run_chunked, torch_dtype
 from vfx.errors import VfxError
-from vfx.frames import FrameBatch, ShotState
+from vfx.frames import FrameBatch, ShotState, Step
 from vfx.models import ModelStore
 from vfx.restyle.composite import composite
 
@@ -101,7 +101,7 @@ class DiffusionState:
     limit: int = 1  # frames per forward pass; halved on out-of-memory
 
 
-class DiffusionRestyle:
+class DiffusionRestyle(Step):
     name = "restyle"
 
     def __init__(self, models: DiffusionModels, config: RestyleConfig, device: str):

@@ -1,93 +1,65 @@
-"""Subject mattes. Backends sit side by side in ``SEGMENTERS``; ``build_segmenter`` picks one."""
+"""Subject mattes. Each backend registers with ``vfx.registry``; ``build_segmenter`` is a shortcut."""
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-
-from vfx.config import SegmentConfig
-from vfx.errors import VfxError
+from vfx.config import PipelineConfig, SegmentConfig
 from vfx.frames import Step
+from vfx.registry import Backend, BuildContext, build, choose, register
 from vfx.segment.person import PersonSegmenter
 from vfx.segment.prompt import PromptSegmenter
 from vfx.segment.prompts import SubjectSpec, parse_subject
 
-log = logging.getLogger(__name__)
+
+def _subject(config: PipelineConfig) -> SubjectSpec:
+    return parse_subject(config.segment.subject)
 
 
-def _person(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
-    return PersonSegmenter(feather_px=config.feather_px, smoothing=config.smoothing, tile_px=config.person_tile_px)
+def _takes(*kinds: str):
+    def serves(config: PipelineConfig) -> str | None:
+        kind = _subject(config).kind
+        return None if kind in kinds else f"cannot take a {kind} subject"
+    return serves
 
 
-def _prompt(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
-    return PromptSegmenter(spec.prompt, feather_px=config.feather_px)
+def _person(ctx: BuildContext) -> Step:
+    segment = ctx.config.segment
+    return PersonSegmenter(feather_px=segment.feather_px, smoothing=segment.smoothing, tile_px=segment.person_tile_px)
 
 
-def _sam(spec: SubjectSpec, config: SegmentConfig, device: str) -> Step:
-    from vfx.models import ModelStore, choose_model
+def _prompt(ctx: BuildContext) -> Step:
+    return PromptSegmenter(_subject(ctx.config).prompts, feather_px=ctx.config.segment.feather_px)
+
+
+def _sam(ctx: BuildContext) -> Step:
+    from vfx.models import ModelStore
     from vfx.segment.sam import SamPersonSegmenter, SamSegmenter, load_sam
 
-    store = ModelStore()
-    name, why = choose_model(store, "sam", config.model, config.allow_noncommercial)
-    if name is None:
-        raise VfxError(f"segmenter sam: {why}")
-    log.info("segmenter sam: %s, device %s", why, device)
-    sam = SamSegmenter(spec.prompt, load_sam(store, name, device), device, name, feather_px=config.feather_px)
+    segment, spec = ctx.config.segment, _subject(ctx.config)
+    model = ctx.choice.model
+    sam = SamSegmenter(spec.prompt, load_sam(ModelStore(), model, ctx.device), ctx.device, model, feather_px=segment.feather_px)
     if spec.kind == "person":
-        return SamPersonSegmenter(sam, PersonSegmenter(feather_px=0, smoothing=config.smoothing, tile_px=config.person_tile_px))
+        return SamPersonSegmenter(sam, PersonSegmenter(feather_px=0, smoothing=segment.smoothing, tile_px=segment.person_tile_px))
     return sam
 
 
-def _sam_available(device: str) -> str | None:
-    from vfx.models import ModelStore, choose_model
-
-    try:
-        name, why = choose_model(ModelStore(), "sam", None, False)
-    except VfxError as exc:
-        return str(exc)
-    return None if name else why
+def _sam_serves(config: PipelineConfig) -> str | None:
+    if len(_subject(config).prompts) > 1:
+        return "one key frame per subject (the prompt segmenter takes several)"
+    return _takes("prompt", "person")(config)
 
 
-# name -> (builder, which subject kinds it serves)
-SEGMENTERS: dict[str, tuple[Callable[[SubjectSpec, SegmentConfig, str], Step], set[str]]] = {
-    "person": (_person, {"person"}),
-    "prompt": (_prompt, {"prompt"}),
-    "sam": (_sam, {"prompt", "person"}),
-}
-# Tried in order by ``auto``: model backends register themselves ahead of the embedded ones.
-AUTO_ORDER: list[str] = ["sam", "person", "prompt"]
-# name -> function(device) -> reason it cannot run, or None when it can
-AVAILABILITY: dict[str, Callable[[str], str | None]] = {"sam": _sam_available}
-# Backends ``auto`` only picks on a GPU; chosen by name they also run on the CPU.
-NEEDS_GPU: set[str] = {"sam"}
+register(Backend("segment", "sam", _sam, model_kind="sam", needs_gpu=True, serves=_sam_serves, rank=10))
+register(Backend("segment", "person", _person, licence="Apache-2.0 (mediapipe selfie segmentation, bundled)",
+                 serves=_takes("person"), rank=50))
+register(Backend("segment", "prompt", _prompt, licence="Apache-2.0 (OpenCV GrabCut + DIS flow)",
+                 serves=_takes("prompt"), rank=50))
 
 
 def build_segmenter(config: SegmentConfig, device: str) -> Step | None:
-    spec = parse_subject(config.subject)
-    if spec.kind == "none":
+    """The segmentation step a config asks for (None without a subject)."""
+    pipeline = PipelineConfig(segment=config)
+    if parse_subject(config.subject).kind == "none":
         return None
-    if config.backend == "auto":
-        for name in AUTO_ORDER:
-            builder, kinds = SEGMENTERS[name]
-            if spec.kind not in kinds:
-                continue
-            reason = AVAILABILITY.get(name, lambda _: None)(device)
-            if reason is None and name in NEEDS_GPU and not device.startswith("cuda"):
-                reason = f"no GPU (device {device}); --segmenter {name} runs it on the CPU anyway"
-            if reason is None:
-                log.info("segmenter: %s (auto: %s subject, device %s)", name, spec.kind, device)
-                return builder(spec, config, device)
-            log.info("segmenter: not %s (%s)", name, reason)
-        raise VfxError(f"no segmentation backend can serve a {spec.kind} subject")
-    if config.backend not in SEGMENTERS:
-        raise VfxError(f"unknown segmenter {config.backend!r}; choose auto, {', '.join(SEGMENTERS)}")
-    builder, kinds = SEGMENTERS[config.backend]
-    if spec.kind not in kinds:
-        raise VfxError(f"segmenter {config.backend} cannot take a {spec.kind} subject")
-    reason = AVAILABILITY.get(config.backend, lambda _: None)(device)
-    if reason is not None:
-        raise VfxError(f"segmenter {config.backend}: {reason}")
-    return builder(spec, config, device)
+    return build(choose("segment", pipeline, device), pipeline, device)
 
 
-__all__ = ["SEGMENTERS", "AUTO_ORDER", "AVAILABILITY", "build_segmenter", "parse_subject", "SubjectSpec",
-           "PersonSegmenter", "PromptSegmenter"]
+__all__ = ["build_segmenter", "parse_subject", "SubjectSpec", "PersonSegmenter", "PromptSegmenter"]

@@ -23,12 +23,11 @@ from segment_anything.utils.transforms import ResizeLongestSide
 
 from vfx.devices import chunk_limit, prepare_module, run_chunked, torch_dtype
 from vfx.errors import VfxError
-from vfx.frames import FrameBatch, ShotState
-from vfx.matte import feather, fill_holes, resize_matte
+from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
+from vfx.matte import fill_holes, resize_matte, soft_edge
 from vfx.models import ModelEntry, ModelStore
 from vfx.segment.spool import Spool
 from vfx.segment.person import PersonSegmenter
-from vfx.segment.prompt import FrameSource
 from vfx.segment.prompts import SubjectPrompt
 
 log = logging.getLogger(__name__)
@@ -102,7 +101,7 @@ class SamState:
         return self.backward.get(number - self.first_frame).astype(bool)
 
 
-class SamSegmenter:
+class SamSegmenter(Step):
     name = "segment"
 
     def __init__(self, prompt: SubjectPrompt, sam: Sam, device: str, model_name: str = "sam",
@@ -130,6 +129,7 @@ class SamSegmenter:
         shot.steps[self.name] = state
         if key == shot.first_frame:
             return
+        frames = require_frames(frames, self.name, key)
         # Backward pass: key frame down to the first frame, in encoder-sized chunks, masks to a file.
         frames_spool = Spool((shot.height, shot.width, 3), prefix="vfx-sam-")  # memory stays flat however far the key frame is
         state.first_frame = shot.first_frame
@@ -168,8 +168,8 @@ class SamSegmenter:
             for i, mask in zip(todo, found):
                 masks[i] = mask
         width, height = batch.size
-        batch.matte = np.stack([feather(resize_matte(m.astype(np.float32), width, height) > 0.5, self.feather_px)
-                                for m in masks])
+        batch.matte = np.stack([soft_edge(rgb, resize_matte(m.astype(np.float32), width, height) > 0.5, self.feather_px)
+                                for rgb, m in zip(batch.originals, masks)])
         return batch
 
     # -- the model ------------------------------------------------------------------------
@@ -294,7 +294,7 @@ def _warp(image: np.ndarray, flow: np.ndarray, border: float = 0.0) -> np.ndarra
                      borderMode=cv2.BORDER_CONSTANT, borderValue=border)
 
 
-class SamPersonSegmenter:
+class SamPersonSegmenter(Step):
     """People: the embedded person matte finds them (and carries its temporal smoothing and cut
     detection); SAM redraws each person's edge from a box around them, all frames of a batch
     through the image encoder at once. A person SAM misses keeps the embedded matte."""
@@ -333,7 +333,7 @@ class SamPersonSegmenter:
                     state.flow_fallbacks += 1
                     found = region
                 mask |= found
-            mattes.append(feather(fill_holes(mask), self.sam.feather_px))
+            mattes.append(soft_edge(batch.originals[i], fill_holes(mask), self.sam.feather_px))
         batch.matte = np.stack(mattes)
         return batch
 
