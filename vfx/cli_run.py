@@ -86,6 +86,9 @@ def _run_with_progress(spec: JobSpec, quiet: bool) -> JobResult:
     if result.bad_frames:
         typer.echo(f"vfx: warning: {len(result.bad_frames)} frame(s) could not be decoded and were concealed "
                    f"with the previous good frame: {_ranges(result.bad_frames)}", err=True)
+    for report in result.reports.values():
+        if report.get("message"):
+            typer.echo(report["message"])
     if result.grant_ids:
         typer.echo(f"face edits under grants: {', '.join(result.grant_ids)}")
     if result.provenance:
