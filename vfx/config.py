@@ -19,6 +19,7 @@ class SegmentConfig(BaseModel):
     person_tile_px: int = Field(256, ge=0, description="tile size for finding distant people (0: whole frame only)")
     model: str | None = Field(None, description="SAM model from the store (configs/models.yaml); default: the first present")
     allow_noncommercial: bool = Field(False, description="let auto pick models whose licence forbids commercial use")
+    stored_mattes: str | None = Field(None, description="folder of a tracking pass's mattes to replay (backend stored)")
 
 
 class RestyleConfig(BaseModel):
@@ -48,6 +49,7 @@ class RestyleConfig(BaseModel):
 class FaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rejuvenate: float | None = Field(None, ge=0, le=1)
+    rejuvenate_hair: bool = Field(False, description="rejuvenate also darkens grey hair, brows and beard near the face")
     lipsync: str | None = None
     backend: str = "auto"
     detector: Literal["mediapipe", "scrfd"] = Field("mediapipe", description="face boxes: mediapipe (embedded) or scrfd (model store)")
@@ -70,6 +72,7 @@ class OutputConfig(BaseModel):
     keep_audio: bool = True
     on_bad_frames: Literal["conceal", "fail"] = "conceal"
     provenance: bool = Field(True, description="sign a provenance sidecar (and C2PA for MP4/MOV) for every output")
+    lossless_rgb: bool = Field(False, description="lossless RGB H.264 (libx264rgb) for intermediates encoded again later")
 
 
 class PipelineConfig(BaseModel):
