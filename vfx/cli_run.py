@@ -119,8 +119,8 @@ def demo(
 ) -> None:
     """Run the main job on real sample footage and write a before/after contact sheet.
 
-    1. vtest.avi (elevated camera, people walking): people kept, surroundings oil-painted.
-    2. Megamind.avi (two faces, AC-3 audio): a boxed character kept, surroundings in the colours of starry_night.jpg.
+    1. vtest.avi (elevated camera, people walking): people kept, surroundings oil-painted (neural style "autumn").
+    2. Megamind.avi (two faces, AC-3 audio): a boxed character kept, surroundings painted in the style of starry_night.jpg.
     """
     from vfx.preview import write_before_after
 
@@ -128,10 +128,9 @@ def demo(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
-        ("people_oil", folder / "vtest.avi", frames, {"segment.subject": ["person"], "restyle.style": "oil"}),
+        ("people_oil", folder / "vtest.avi", frames, {"segment.subject": ["person"], "restyle.style": "autumn"}),
         ("character_starry", folder / "Megamind.avi", "1-97",  # one shot: cuts at 1 and 98
-         {"segment.subject": ["box:80,0,330,528@40"], "restyle.style": "oil",
-          "restyle.style_image": str(folder / "starry_night.jpg")}),
+         {"segment.subject": ["box:80,0,330,528@40"], "restyle.style_image": str(folder / "starry_night.jpg")}),
     ]
     for name, source, frame_range, overrides in jobs:
         spec = JobSpec(input=str(source), output=str(out_dir / f"{name}.mp4"), frames=frame_range,
