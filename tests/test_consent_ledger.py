@@ -126,3 +126,21 @@ def test_truncating_the_tail_is_found(tmp_path: Path) -> None:
         connection.exec_driver_sql("DELETE FROM consent_ledger WHERE seq = 4")
     report = verify_store(store)
     assert report.broken_seq == 4 and "removed" in report.problems[0]
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                                     st.floats(allow_nan=False, allow_infinity=False)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+                           max_leaves=8)
+
+
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=4), st.text(max_size=12), st.integers(1, 10**9))
+def test_entry_hash_is_the_sha256_of_the_canonical_entry(payload, kind, seq) -> None:
+    """The ledger hashes the stored canonical payload spliced into the entry; that must be exactly
+    the sha256 of the canonical JSON of the whole entry, the definition chains were written with."""
+    from vfx.consent.canonical import digest_of
+
+    text = canonical_json(payload).decode()
+    expected = digest_of({"seq": seq, "ts": "2026-01-01T00:00:00.000000Z", "kind": kind, "payload": json.loads(text),
+                          "prev": GENESIS_HASH})
+    assert entry_hash(seq, "2026-01-01T00:00:00.000000Z", kind, text, GENESIS_HASH) == expected
