@@ -37,12 +37,13 @@ def build_chain(items: list[dict]) -> tuple[list[LedgerEntry], tuple[int, str]]:
 chains = st.lists(payloads, min_size=2, max_size=12).map(build_chain)
 
 
+@settings(deadline=None)  # no timing assertions: the test machine is shared
 @given(chains)
 def test_an_untouched_chain_verifies(chain) -> None:
     assert find_chain_problem(*chain) is None
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(chains, st.data())
 def test_an_edited_entry_is_found(chain, data) -> None:
     entries, head = chain
@@ -56,7 +57,7 @@ def test_an_edited_entry_is_found(chain, data) -> None:
     assert problem is not None and problem.position == i
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(chains, st.data())
 def test_a_deleted_entry_is_found(chain, data) -> None:
     entries, head = chain
@@ -65,7 +66,7 @@ def test_a_deleted_entry_is_found(chain, data) -> None:
     assert problem is not None and problem.position == i and problem.seq == (i + 2 if i < len(entries) - 1 else i + 1)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(chains, st.data())
 def test_swapped_entries_are_found(chain, data) -> None:
     entries, head = chain
@@ -77,7 +78,7 @@ def test_swapped_entries_are_found(chain, data) -> None:
     assert problem is not None and problem.position == i
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(chains, st.data(), payloads)
 def test_an_inserted_entry_is_found(chain, data, payload) -> None:
     """Even a forged entry that links correctly to its predecessor breaks the chain right after it."""
@@ -134,6 +135,7 @@ json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st
                            max_leaves=8)
 
 
+@settings(deadline=None)  # no timing assertions: the test machine is shared
 @given(st.dictionaries(st.text(max_size=6), json_values, max_size=4), st.text(max_size=12), st.integers(1, 10**9))
 def test_entry_hash_is_the_sha256_of_the_canonical_entry(payload, kind, seq) -> None:
     """The ledger hashes the stored canonical payload spliced into the entry; that must be exactly
