@@ -321,9 +321,10 @@ class PromptSegmenter(Step):
         seeds = np.zeros_like(mask)
         for px, py in prompt.points:
             seeds[min(h - 1, int(py * scale)), min(w - 1, int(px * scale))] = True
-        if not seeds.any():
-            seeds = mask
-        mask = _regions_touching(fill_holes(mask), seeds)
+        mask = fill_holes(mask)
+        if prompt.box is not None or not seeds.any():  # a box's subject is its largest region, plus what the clicks touch
+            seeds |= _largest_region(mask)
+        mask = _regions_touching(mask, seeds)
         if not mask.any():
             raise VfxError("--subject: nothing distinct from its surroundings was found at the prompt on the key frame")
         return mask
@@ -340,6 +341,13 @@ def _padded_box(mask: np.ndarray, pad: int, shape: tuple[int, int]) -> tuple[int
     ys, xs = np.nonzero(mask)
     h, w = shape
     return max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + pad + 1), min(h, ys.max() + pad + 1)
+
+
+def _largest_region(mask: np.ndarray) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count < 2:
+        return mask.copy()
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
 def _regions_touching(mask: np.ndarray, anchor: np.ndarray) -> np.ndarray:
