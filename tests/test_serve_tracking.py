@@ -105,3 +105,24 @@ def _job_dir(state_dir: Path) -> Path:
     jobs = list((state_dir / "jobs").iterdir())
     assert len(jobs) == 1, jobs
     return jobs[0]
+
+
+def test_vfx_batch_submits_a_shot_list_to_the_service(app, tmp_path):
+    """`vfx batch SHOTS --service URL`: a prompted shot and a plain one, each reported with its frames."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "shots.csv").write_text("input,frames,subject,style,output\n"
+                                        f"{VTEST},100-123,\"box:366,172,44,88@110\",night,man.mp4\n"
+                                        f"{SAMPLES / 'Megamind.avi'},0-23,,night,megamind.mp4\n")
+    ran = subprocess.run([sys.executable, "-m", "vfx.cli", "batch", str(tmp_path / "shots.csv"), "--service", app.url,
+                          "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**os.environ, "VFX_API_KEY": app.keys["operator"]})
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [(s["status"], s["frames"]) for s in report["shots"]] == [("done", 24), ("done", 24)]
+    for shot in report["shots"]:
+        assert len(decoded(Path(shot["output"]))) == 24
+        assert json.loads(Path(shot["provenance"]).read_text())["output"]["frames"] == 24
