@@ -99,8 +99,10 @@ class MatteStore:
         (self.root / CHECKPOINT).unlink(missing_ok=True)
 
     def completed(self) -> dict[str, Any] | None:
-        path = self.root / COMPLETE
-        return json.loads(path.read_text()) if path.is_file() else None
+        try:
+            return json.loads((self.root / COMPLETE).read_text())
+        except (OSError, ValueError):
+            return None
 
 
 class StoredMatte(Step):
