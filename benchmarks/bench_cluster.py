@@ -104,7 +104,11 @@ def model(costs: dict, shot_frames: int, nodes: int, gpus: int, speedup: float, 
     track = costs["track_s_per_frame"] * shot_frames / speedup
     render_work = chunks * costs["render_s_per_chunk"] / speedup
     assemble_s = costs["assemble_s_per_frame"] * shot_frames
-    latency = track + math.ceil(chunks / workers) * costs["render_s_per_chunk"] / speedup + assemble_s
+    chunk_s = costs["render_s_per_chunk"] / speedup
+    if workers == 1:  # the one worker tracks, then renders every chunk
+        latency = track + render_work + assemble_s
+    else:  # chunks render on the other workers behind the tracker; the last one after it
+        latency = max(track + chunk_s, render_work / (workers - 1)) + assemble_s
     # many shots at once: every worker busy; tracking passes of different shots run side by side
     work_per_shot = track + render_work + assemble_s
     compute_fps = workers * shot_frames / work_per_shot
