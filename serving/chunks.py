@@ -57,8 +57,10 @@ def chunk_is_complete(path: Path, expected_frames: int) -> bool:
 
 
 def render_chunk(source: str, chunk: Chunk, config: PipelineConfig, job_dir: Path, want_matte: bool,
-                 progress: Callable[[int], None], cancelled: Callable[[], bool]) -> int:
-    """Process the chunk's frames (overlap included) into its intermediate file(s); returns frames processed."""
+                 progress: Callable[[int], None], cancelled: Callable[[], bool],
+                 concealed: list[int] | None = None) -> int:
+    """Process the chunk's frames (overlap included) into its intermediate file(s); returns frames processed.
+    ``concealed`` gets the written frames the reader had to conceal (damaged input)."""
     out = chunk_path(job_dir, chunk.index)
     matte = chunk_matte_path(job_dir, chunk.index) if want_matte else None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +72,8 @@ def render_chunk(source: str, chunk: Chunk, config: PipelineConfig, job_dir: Pat
     result = run_job(spec, progress=progress, cancelled=cancelled)
     if not chunk_is_complete(out, chunk.process_count):
         raise VfxError(f"chunk {chunk.index}: intermediate does not hold {chunk.process_count} frames")
+    if concealed is not None:
+        concealed.extend(f for f in result.bad_frames if f >= chunk.write_first)
     return result.frames
 
 

@@ -16,22 +16,23 @@ from vfx.errors import VfxError
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "configs" / "serve.yaml"
 APP_NAME = "vfx"
+STREAM_APP_NAME = "vfx-stream"  # its args are the vfx application's (a YAML alias in configs/serve.yaml)
 
 
 def read_serve_config(path: Path) -> dict[str, Any]:
-    """The ``vfx`` application of a Serve config file: its args, deployment options and http options."""
+    """The ``vfx`` application's args, the deployment options of both applications, and the http options."""
     if not path.is_file():
         raise VfxError(f"{path}: serve config not found")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise VfxError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    apps = [a for a in data.get("applications", []) if a.get("name") == APP_NAME]
-    if not apps:
+    apps = {a.get("name"): a for a in data.get("applications", [])}
+    if APP_NAME not in apps:
         raise VfxError(f"{path}: no application named {APP_NAME!r}")
-    application = apps[0]
-    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in application.get("deployments", [])}
-    return {"args": dict(application.get("args") or {}), "deployments": deployments,
+    deployments = {d["name"]: {k: v for k, v in d.items() if k != "name"}
+                   for name in (APP_NAME, STREAM_APP_NAME) for d in (apps.get(name) or {}).get("deployments", [])}
+    return {"args": dict(apps[APP_NAME].get("args") or {}), "deployments": deployments,
             "http": data.get("http_options") or {}}
 
 

@@ -209,7 +209,7 @@ def test_two_node_cluster_renders_on_both_and_survives_losing_the_worker_node(tw
 def _chunk_nodes(job_dir: Path) -> dict[str, list[int]]:
     """node id -> the chunks it rendered, from the records the ChunkWorkers write beside their chunks."""
     nodes: dict[str, list[int]] = {}
-    for record in sorted((job_dir / "chunks").glob("chunk-*.node.json")) if (job_dir / "chunks").is_dir() else []:
+    for record in sorted((job_dir / "nodes").glob("chunk-*.json")) if (job_dir / "nodes").is_dir() else []:
         try:
             node = json.loads(record.read_text())["node"]
         except (OSError, ValueError):

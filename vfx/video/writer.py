@@ -303,3 +303,41 @@ class MatteWriter:
 
     def abort(self) -> None:
         self.writer.abort()
+
+
+# What Chromium plays in MP4. AC-3 and E-AC-3 (stream-copied from many sources) it does not.
+BROWSER_AUDIO = {"aac", "mp3", "opus", "flac"}
+
+
+def browser_review_copy(source: str, path: str) -> bool:
+    """Write ``path`` (MP4): ``source``'s video stream-copied, its audio re-encoded to AAC, for a
+    browser that cannot play the source's audio codec. Returns False, writing nothing, when the
+    source has no audio or audio a browser plays already."""
+    try:
+        with av.open(source, metadata_errors="ignore") as container:
+            audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+            seconds = float(container.duration / av.time_base) if container.duration else 24 * 3600.0
+    except av.FFmpegError as exc:
+        raise VfxError(f"{source}: not a readable video ({exc})") from None
+    if audio is None or audio in BROWSER_AUDIO:
+        return False
+    target = _AtomicTarget(path)
+    try:
+        with av.open(source, metadata_errors="ignore") as inputs, \
+                av.open(str(target.tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as output:
+            video_in = inputs.streams.video[0]
+            video_out = output.add_stream_from_template(video_in)
+            track = _AudioTrack(source, output, 0.0, seconds + 1.0, whole=False)
+            for packet in inputs.demux(video_in):
+                if packet.dts is None:
+                    continue
+                packet.stream = video_out
+                output.mux(packet)
+                if packet.pts is not None:
+                    track.write_until(float(packet.pts * packet.time_base))
+            track.finish()
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise
+    return True
