@@ -189,7 +189,11 @@ def web_router() -> APIRouter:
     async def upload_clip(request: Request, _: Operator, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         settings = settings_of(request)
         path = await receive_file(file, settings.state_path / "uploads", settings.limits.max_bytes)
-        await asyncio.to_thread(probe_untrusted, path, settings.limits)
+        try:
+            await asyncio.to_thread(probe_untrusted, path, settings.limits)
+        except Refused:
+            path.unlink(missing_ok=True)  # content-addressed: a refused file is refused for every job too
+            raise
         return {**clip_view(f"upload:{path.name}", path), "name": file.filename or path.name}
 
     @router.get("/web/api/clip")
