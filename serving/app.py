@@ -1,4 +1,4 @@
-"""The vfx Ray Serve application: a FastAPI ingress over job, stream and model deployments.
+"""The vfx Ray Serve application: a FastAPI ingress over the job deployments (streams: serving/stream_app.py).
 
 ``build(args)`` is the import path for ``serve deploy configs/serve.yaml`` and for ``vfx serve``.
 """
@@ -6,36 +6,37 @@
 import asyncio
 import hashlib
 import json
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, WebSocket
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import generate_latest
-from pydantic import ValidationError
 from ray import serve
 
 from serving.auth import KeyRing, Principal, Role, key_from_headers
-from serving.capabilities import Face, Restyle, Segment
 from serving.consent_api import consent_router
+from serving.admission import Admission
+from serving.guard import RequestGuard
+from serving.intake import discard, incoming_size, new_job_dir, stage_shot, stage_side_inputs
+from serving.jobspec import parse_job_config
 from serving.jobs import ChunkWorker, JobManager, job_outputs
 from serving.logs import job_logger, setup_logging
+from serving.readiness import Readiness
 import serving.metrics as metrics
 from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
-from serving.stream import StreamOptions, StreamSession
-from serving.untrusted import Refused, probe_untrusted
+from serving.untrusted import Refused
 from serving.web import mount_web
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.job import build_steps
+from vfx.provenance import sidecar_path
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
 
-UPLOAD_BLOCK = 1 << 20
+APPLICATIONS = ("vfx", "vfx-stream")  # Serve applications whose deployments readiness waits for
 KICK_TIMEOUT_S = 2.0
 
 api = FastAPI(title="vfx", version="0.1.0",
@@ -84,6 +85,9 @@ Admin = Annotated[Principal, Depends(require(Role.admin))]
 mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
 
 
+api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
+
+
 @api.middleware("http")
 async def measure(request: Request, call_next):
     started = time.perf_counter()
@@ -101,7 +105,7 @@ async def vfx_error(_: Request, exc: VfxError) -> JSONResponse:
 
 @api.exception_handler(Refused)
 async def refused(_: Request, exc: Refused) -> JSONResponse:
-    return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+    return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=exc.headers)
 
 
 def job_view(job: dict[str, Any], store: JobStore) -> dict[str, Any]:
@@ -117,6 +121,8 @@ def job_view(job: dict[str, Any], store: JobStore) -> dict[str, Any]:
         "frames_per_second": round(done / seconds, 3) if seconds > 0 else 0.0,
         "chunks": {"total": len(chunks), "done": sum(c.state == "done" for c in chunks),
                    "attempts": sum(c.attempts for c in chunks)},
+        "concealed": {"packets": job.get("concealed_packets") or 0,
+                      "frames": json.loads(job.get("concealed_frames") or "[]")},
         "created_at": job["created_at"], "started_at": job["started_at"], "finished_at": job["finished_at"],
         "links": {"self": base, "output": f"{base}/output", "manifest": f"{base}/manifest",
                   **({"matte": f"{base}/matte"} if job["want_matte"] else {})},
@@ -126,23 +132,28 @@ def job_view(job: dict[str, Any], store: JobStore) -> dict[str, Any]:
 @serve.deployment(name="Gateway")
 @serve.ingress(api)
 class Gateway:
-    def __init__(self, settings: dict[str, Any], segment: Any, restyle: Any, face: Any, manager: Any):
+    def __init__(self, settings: dict[str, Any], manager: Any):
         self.settings: ServeSettings = load_settings(settings)
         setup_logging(self.settings.log_level)
         for sub in ("uploads", "jobs"):
             (self.settings.state_path / sub).mkdir(parents=True, exist_ok=True)
         self.store = JobStore(self.settings.db_url)
-        self.handles = {"Segment": segment, "Restyle": restyle, "Face": face}
         self.manager = manager
         # Serve pickles this class by value, so module-level objects used in its methods are copies;
         # shared state goes through the running app (request.app) and the metrics module.
         api.state.keys = Keys(self.settings.keys_file)
+        api.state.settings = self.settings
+        self.admission = api.state.admission = Admission(self.store, self.settings)
         api.state.consent_db = self.settings.consent_db
-        api.state.settings = self.settings  # the web page's routes read the state folder and input roots
+        self.readiness = Readiness(APPLICATIONS)
 
-    @api.get("/healthz", tags=["operations"])
-    async def healthz(self) -> dict[str, str]:
-        """Liveness and readiness; the only route without a key (for load balancers and kubelets)."""
+    @api.get("/healthz", tags=["operations"], response_model=None)
+    async def healthz(self) -> dict[str, Any] | JSONResponse:
+        """Readiness: 200 once every deployment has a running replica, else 503 naming what is missing.
+        The only route without a key (for load balancers and kubelets)."""
+        waiting = await asyncio.to_thread(self.readiness.check)
+        if waiting:
+            return JSONResponse({"status": "starting", "waiting": waiting}, status_code=503)
         return {"status": "ok"}
 
     @api.get("/metrics", tags=["operations"], response_class=Response)
@@ -167,36 +178,46 @@ class Gateway:
                      matte: Annotated[bool, Form()] = False,
                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
         """Submit a shot. The same Idempotency-Key again returns the first job instead of a new one."""
-        try:
-            pipeline = PipelineConfig.model_validate_json(config)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise HTTPException(422, f"config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-        build_steps(pipeline, "cpu")  # refuses a config with nothing to do or an unknown style before any upload work
+        pipeline = parse_job_config(config, self.settings.consent_db, self.settings.input_roots)
         if (file is None) == (path is None):
             raise HTTPException(422, "give exactly one of: an uploaded file, or a path")
-        source, digest, uploaded = (await self._receive_upload(file)) if file is not None else self._named_path(path)
-        await asyncio.to_thread(probe_untrusted, source, self.settings.limits)
-        frame_range = parse_frame_range(frames, probe(source))
+        incoming = await asyncio.to_thread(incoming_size, file, path, self.settings)
+        await asyncio.to_thread(self.admission.check, principal.name, incoming)
+        job_dir = new_job_dir(self.settings)
+        try:
+            return await self._accept(principal, response, file, path, pipeline, frames, matte, idempotency_key, job_dir)
+        except BaseException:
+            discard(job_dir)  # a refused or failed submission leaves no file behind
+            raise
+
+    async def _accept(self, principal: Principal, response: Response, file: UploadFile | None, path: str | None,
+                      pipeline: PipelineConfig, frames: str | None, matte: bool, idempotency_key: str | None,
+                      job_dir: Path) -> dict[str, Any]:
+        staged, report = await stage_shot(file, path, job_dir, self.settings)
+        pipeline, side_hashes = await stage_side_inputs(pipeline, job_dir, self.settings)
+        # refuses a config with nothing to do or an unknown style; opens side inputs only once they passed the probe
+        await asyncio.to_thread(build_steps, pipeline, "cpu")
+        frame_range = parse_frame_range(frames, await asyncio.to_thread(probe, staged.path))
         request_digest = hashlib.sha256(json.dumps(
-            [digest, pipeline.model_dump(), frame_range.first, frame_range.last, matte]).encode()).hexdigest()
+            [staged.sha256, side_hashes, pipeline.model_dump(exclude={"restyle": {"style_image"}, "face": {"lipsync"}}),
+             frame_range.first, frame_range.last, matte]).encode()).hexdigest()
         if idempotency_key:
             existing = self.store.find_by_idempotency_key(principal.name, idempotency_key)
             if existing is not None:
+                discard(job_dir)
                 return self._replay(existing, request_digest, response)
-        job_id_dir = self.settings.state_path / "jobs" / uuid.uuid4().hex
-        job_id_dir.mkdir(parents=True)
         job, created = self.store.create_job({
             "owner": principal.name, "idempotency_key": idempotency_key, "request_digest": request_digest,
-            "input_path": str(source), "input_sha256": digest, "uploaded": uploaded,
+            "input_path": str(staged.path), "input_sha256": staged.sha256, "uploaded": file is not None,
             "config_json": pipeline.model_dump_json(), "first_frame": frame_range.first,
-            "last_frame": frame_range.last, "want_matte": matte, "job_dir": str(job_id_dir)})
+            "last_frame": frame_range.last, "want_matte": matte, "job_dir": str(job_dir),
+            "concealed_packets": report.concealed_packets})
         if not created:
-            shutil.rmtree(job_id_dir, ignore_errors=True)
+            discard(job_dir)
             return self._replay(job, request_digest, response)
         job_logger(job["id"]).info("job accepted from %s: frames %d-%d", principal.name, frame_range.first,
                                    frame_range.last, extra={"principal": principal.name})
-        await self._kick_manager()
+        await self._kick_manager(job["id"])
         return job_view(job, self.store)
 
     def _replay(self, job: dict[str, Any], request_digest: str, response: Response) -> dict[str, Any]:
@@ -205,49 +226,11 @@ class Gateway:
         response.status_code = 200
         return job_view(job, self.store)
 
-    async def _kick_manager(self) -> None:
+    async def _kick_manager(self, job_id: str) -> None:
         try:
             await asyncio.wait_for(self.manager.kick.remote(), KICK_TIMEOUT_S)
-        except (asyncio.TimeoutError, Exception):
-            pass  # the manager's poll picks the job up; it may be restarting right now
-
-    async def _receive_upload(self, file: UploadFile) -> tuple[Path, str, bool]:
-        limit = self.settings.limits.max_bytes
-        if file.size is not None and file.size > limit:
-            raise Refused(413, f"upload is {file.size} bytes; the limit is {limit}")
-        suffix = Path(file.filename or "upload").suffix.lower()[:8]
-        if suffix and not suffix[1:].isalnum():
-            suffix = ""
-        staging = self.settings.state_path / "uploads" / f".incoming-{uuid.uuid4().hex}{suffix}"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with open(staging, "wb") as out:
-                while block := await file.read(UPLOAD_BLOCK):
-                    size += len(block)
-                    if size > limit:
-                        raise Refused(413, f"upload is larger than the limit of {limit} bytes")
-                    digest.update(block)
-                    out.write(block)
-            final = staging.with_name(f"{digest.hexdigest()}{suffix}")
-            staging.replace(final)
-        except BaseException:
-            staging.unlink(missing_ok=True)
-            raise
-        return final, digest.hexdigest(), True
-
-    def _named_path(self, path: str) -> tuple[Path, str, bool]:
-        if "://" in path or path.startswith(("concat:", "pipe:", "file:")):
-            raise Refused(422, "only local files are accepted, not URLs or protocols")
-        resolved = Path(path).resolve()
-        roots = [Path(r).expanduser().resolve() for r in self.settings.input_roots]
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise Refused(403, "path is outside the service's input roots")
-        if not resolved.is_file():
-            raise Refused(404, f"{path}: no such file")
-        stat = resolved.stat()
-        digest = hashlib.sha256(f"{resolved}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-        return resolved, digest, False
+        except Exception:  # the job is stored: the manager's next poll picks it up (it may be restarting)
+            job_logger(job_id).warning("could not wake the job manager; its next poll starts the job", exc_info=True)
 
     def _owned_job(self, job_id: str, principal: Principal) -> dict[str, Any]:
         job = self.store.job(job_id)
@@ -269,12 +252,17 @@ class Gateway:
         job = self._owned_job(job_id, principal)
         output, matte, manifest = job_outputs(job)
         files = {"output": (output, "video/mp4"), "manifest": (manifest, "application/json"),
+                 "provenance": (sidecar_path(output), "application/json"),  # signed sidecar: vfx provenance verify
                  **({"matte": (matte, "video/mp4")} if matte else {})}
         if what not in files:
             raise HTTPException(404, f"no {what} for this job; there is {', '.join(files)}")
         if job["state"] != "done":
             raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
+        if job.get("files_deleted_at"):
+            raise HTTPException(410, "this job's files were deleted by the retention policy")
         target, media = files[what]
+        if not target.is_file():
+            raise HTTPException(404, f"no {what} was written for this job")
         return FileResponse(target, media_type=media, filename=f"{job_id}-{target.name}")
 
     @api.delete("/v1/jobs/{job_id}", tags=["jobs"])
@@ -285,49 +273,14 @@ class Gateway:
         job_logger(job_id).info("job cancelled by %s", principal.name)
         return job_view(self.store.job(job_id), self.store)
 
-    @api.websocket("/v1/stream")
-    async def stream(self, websocket: WebSocket) -> None:
-        """Live frames; see serving/stream.py for the protocol."""
-        await websocket.accept()
-        try:
-            authenticate(websocket.app.state.keys, websocket.headers.get("authorization"), websocket.headers.get("x-api-key"),
-                         (Role.operator,))
-        except HTTPException as exc:
-            await websocket.close(code=4000 + exc.status_code, reason=exc.detail[:120])
-            return
-        try:
-            options = StreamOptions.model_validate_json(await asyncio.wait_for(
-                websocket.receive_text(), self.settings.stream.idle_timeout_s))
-        except (ValidationError, asyncio.TimeoutError, KeyError) as exc:
-            await websocket.close(code=4422, reason=f"first message must be the stream options: {type(exc).__name__}")
-            return
-        if (problem := options.problem()) is not None:
-            await websocket.close(code=4422, reason=problem[:120])
-            return
-        session = StreamSession(websocket, options, self.settings.stream, self.handles)
-        await websocket.send_text(json.dumps({"type": "ready", "stream_id": session.stream_id,
-                                              "queue_frames": self.settings.stream.queue_frames}))
-        metrics.STREAMS_OPEN.inc()
-        try:
-            counts = await session.run()
-            await websocket.send_text(json.dumps({"type": "summary", "received": counts.received,
-                                                  "processed": counts.processed, "dropped": counts.dropped,
-                                                  "rejected": counts.rejected}))
-            await websocket.close()
-        except Exception:
-            pass  # the client went away; nothing is owed to it
-        finally:
-            metrics.STREAMS_OPEN.dec()
-
 
 DEFAULT_OPTIONS: dict[str, dict[str, Any]] = {
-    # every open stream is one ongoing request on the gateway for as long as it lasts
     "Gateway": {"num_replicas": 1, "max_ongoing_requests": 256, "ray_actor_options": {"num_cpus": 0.1}},
     "JobManager": {"num_replicas": 1, "max_ongoing_requests": 100, "ray_actor_options": {"num_cpus": 0.05}},
     "ChunkWorker": {"num_replicas": 2, "max_ongoing_requests": 1, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}},
-    "Segment": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0}},
-    "Restyle": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.5, "num_gpus": 0}},
-    "Face": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 0.25, "num_gpus": 0}},
+    # the stream application (serving.stream_app): each open stream holds one StreamGateway request
+    "StreamGateway": {"num_replicas": 1, "max_ongoing_requests": 64, "ray_actor_options": {"num_cpus": 0.1}},
+    "Frames": {"num_replicas": 1, "max_ongoing_requests": 32, "ray_actor_options": {"num_cpus": 1, "num_gpus": 0}},
 }
 
 
@@ -346,11 +299,16 @@ def build(args: dict[str, Any]) -> Any:
     args = dict(args or {})
     options = deployment_options(args.pop("deployments", None))
     settings = load_settings(args).model_dump()
-    stream = settings["stream"]
-    if stream["max_batch_size"] > min(options[n].get("max_ongoing_requests", 5) for n in ("Segment", "Restyle", "Face")):
-        raise VfxError("serve config: max_ongoing_requests of the model deployments must be at least stream.max_batch_size")
-    bound = {name: serve.deployment(cls, name=name).options(**options[name]).bind(stream)
-             for name, cls in (("Segment", Segment), ("Restyle", Restyle), ("Face", Face))}
     workers = serve.deployment(ChunkWorker, name="ChunkWorker").options(**options["ChunkWorker"]).bind(settings)
     manager = serve.deployment(JobManager, name="JobManager").options(**options["JobManager"]).bind(settings, workers)
-    return Gateway.options(**options["Gateway"]).bind(settings, bound["Segment"], bound["Restyle"], bound["Face"], manager)
+    return Gateway.options(**options["Gateway"]).bind(settings, manager)
+
+
+def run_applications(args: dict[str, Any], wait: bool = True) -> None:
+    """Deploy both applications of the service on the running Serve instance (``vfx serve``, tests):
+    REST at /, streams at /v1/stream, as configs/serve.yaml declares them for ``serve deploy``."""
+    from serving.stream_app import APP_NAME, ROUTE_PREFIX, build_stream
+
+    serve.run_many([serve.RunTarget(target=build(args), name="vfx", route_prefix="/"),
+                    serve.RunTarget(target=build_stream(args), name=APP_NAME, route_prefix=ROUTE_PREFIX)],
+                   wait_for_applications_running=wait)

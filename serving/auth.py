@@ -35,9 +35,11 @@ def key_digest(key: str) -> str:
 class KeyRing:
     """Maps key digests to principals; loaded once per replica from the keys file."""
 
-    def __init__(self, entries: dict[str, Principal], signing_keys: dict[str, str] | None = None):
+    def __init__(self, entries: dict[str, Principal], signing_keys: dict[str, str] | None = None,
+                 public_keys: dict[str, str] | None = None):
         self.entries = entries
-        self.signing_keys = signing_keys or {}  # rights holder name -> Ed25519 private key file
+        self.signing_keys = signing_keys or {}  # rights holder name -> Ed25519 private key file (convenience mode)
+        self.public_keys = public_keys or {}  # rights holder name -> their Ed25519 public key (base64 or .pub path)
 
     @classmethod
     def load(cls, path: str | Path) -> "KeyRing":
@@ -47,6 +49,7 @@ class KeyRing:
         data = yaml.safe_load(path.read_text()) or {}
         entries: dict[str, Principal] = {}
         signing_keys: dict[str, str] = {}
+        public_keys: dict[str, str] = {}
         for item in data.get("keys", []):
             try:
                 entries[item["sha256"]] = Principal(name=str(item["name"]), role=Role(item["role"]))
@@ -54,7 +57,9 @@ class KeyRing:
                 raise VfxError(f"{path}: each key needs name, role (operator|rights_holder|admin) and sha256") from None
             if item.get("signing_key"):
                 signing_keys[str(item["name"])] = str(Path(item["signing_key"]).expanduser())
-        return cls(entries, signing_keys)
+            if item.get("public_key"):
+                public_keys[str(item["name"])] = str(item["public_key"])
+        return cls(entries, signing_keys, public_keys)
 
     def identify(self, key: str | None) -> Principal | None:
         if not key:
@@ -74,14 +79,14 @@ def key_from_headers(authorization: str | None, api_key: str | None) -> str | No
     return None
 
 
-def add_key(path: str | Path, name: str, role: Role) -> str:
+def add_key(path: str | Path, name: str, role: Role, public_key: str | None = None) -> str:
     """Create a key for ``name``, append its digest to the keys file atomically, return the key."""
     path = Path(path).expanduser()
     path.parent.mkdir(parents=True, exist_ok=True)
     data = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
     keys = [k for k in data.get("keys", []) if k.get("name") != name]
     key = "vfx_" + secrets.token_urlsafe(32)
-    keys.append({"name": name, "role": role.value, "sha256": key_digest(key)})
+    keys.append({"name": name, "role": role.value, "sha256": key_digest(key), **({"public_key": public_key} if public_key else {})})
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(yaml.safe_dump({"keys": keys}, sort_keys=False))
     tmp.chmod(0o600)

@@ -1,29 +1,39 @@
-"""Model deployments for live frames, one per capability, each grouping frames with @serve.batch.
+"""Live frames through the same steps as `vfx run`: one deployment, its steps built by vfx.
 
-Frames of many streams arrive in one batch; each stream keeps its own ShotState (matte
-smoothing, restyle stabilisation) in a bounded LRU on the replica. Every method has a batched
-and an unbatched (per-frame) form, so the benchmark can compare the two in one run.
+A stream's settings are a PipelineConfig, the same model a job or `vfx run` takes. On a
+stream's first frame the replica builds that config's steps with ``vfx.job.build_steps`` (the
+registry's choice of backends, in run_job's order) and keeps them, with the stream's ShotState
+and consent gate, in a bounded LRU. Face edits go through the server's consent gate: the
+server's consent store, the stream's project; a client never names a store.
+
+Frames of many streams arrive together through ``@serve.batch``; each stream's frames of a
+batch run through its steps in frame order, streams side by side. Batches overlap
+(``max_concurrent_batches``): a CPU backend works frame by frame, so waiting for one batch to
+finish before starting the next only idles the cores; a GPU model still gets whole batches.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-import cv2
 import numpy as np
 from ray import serve
 
-from serving.settings import StreamSettings
-from vfx.frames import FrameBatch, ShotState
+from serving.jpeg import check_jpeg, decode_jpeg, encode_gray_jpeg, encode_jpeg
+from serving.settings import ServeSettings, load_settings
+from vfx.config import PipelineConfig
+from vfx.devices import resolve_device
+from vfx.errors import VfxError
+from vfx.frames import FrameBatch, ShotState, Step
 from vfx.parallel import cpu_workers, map_frames
-from vfx.restyle.classic import ClassicRestyle
-from vfx.segment.person import PersonSegmenter
 
-JPEG_QUALITY = 90
+log = logging.getLogger("vfx.serving.stream")
+MAX_CONCURRENT_BATCHES = 2  # batches of one Frames replica in flight at once
 
 
 @dataclass
@@ -31,153 +41,236 @@ class FrameRequest:
     stream_id: str
     seq: int
     jpeg: bytes
-    style: str | None = None
-    matte: np.ndarray | None = None  # uint8 [H, W], 255 = subject
+    config_json: str  # the stream's PipelineConfig
+    faces: bool = False  # also return the face boxes
+    fps: float = 25.0
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("not a decodable JPEG")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+@dataclass
+class FrameRefused:
+    """A frame (or a stream's frames) not processed, and why; the stream goes on."""
+
+    reason: str
 
 
-def encode_jpeg(rgb: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ValueError("JPEG encoding failed")
-    return data.tobytes()
+@dataclass
+class FrameResult:
+    jpeg: bytes  # the edited frame; the matte when no step changes pixels
+    faces: list[list[float]] | None
+    batch: int = 1
+
+
+def changes_pixels(config: PipelineConfig) -> bool:
+    return any((config.restyle.style, config.restyle.style_image, config.restyle.prompt,
+                config.face.rejuvenate is not None, config.face.lipsync is not None))
+
+
+def needs_consent(config: PipelineConfig) -> bool:
+    from vfx.job import needs_consent as job_needs_consent
+
+    return job_needs_consent(config)
+
+
+def server_gate(config: PipelineConfig, consent_db: str | None) -> Any:
+    """The consent gate of a face edit: the server's consent store, the config's project."""
+    from vfx.job import _open_gate
+
+    return _open_gate(config.model_copy(update={"consent": config.consent.model_copy(update={"db": consent_db})}))
+
+
+@dataclass
+class StreamSteps:
+    """One stream's steps, shot and gate; ``lock`` keeps its frames one batch at a time."""
+
+    stream_id: str
+    config: PipelineConfig
+    steps: list[Step]
+    shot: ShotState
+    gate: Any = None
+    last_seq: int = -1
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def finish(self) -> dict[str, Any]:
+        """Close the stream's shot: each step's finish (consent summaries), and the ledger's job record."""
+        self.shot.last_frame = max(self.shot.first_frame, self.last_seq)
+        for step in self.steps:
+            finish = getattr(step, "finish", None)
+            if finish is not None:
+                finish(self.shot)
+        if self.gate is None:
+            return {"grant_ids": []}
+        grant_ids = self.gate.grant_ids_used()
+        self.gate.record_job("finished", {"stream": self.stream_id, "frames": [0, self.last_seq],
+                                          "steps": [s.name for s in self.steps], "grant_ids": grant_ids})
+        return {"grant_ids": grant_ids}
+
+
+def build_stream_steps(stream_id: str, config: PipelineConfig, faces: bool, size: tuple[int, int], fps: float,
+                       consent_db: str | None) -> StreamSteps:
+    from vfx.job import build_steps
+
+    device = resolve_device(config.device)
+    gate = server_gate(config, consent_db) if needs_consent(config) else None
+    steps = build_steps(config, device, gate)
+    if faces and not any(s.name == "faces" for s in steps):
+        from vfx.face.scrfd import face_detector
+        from vfx.face.tracks import DetectFaces
+
+        # boxes only: detection reads the untouched frames and changes no pixel, so it goes first
+        steps.insert(0, DetectFaces(face_detector(config.face.detector, config.face.allow_noncommercial)))
+    width, height = size
+    shot = ShotState(width=width, height=height, fps=fps, first_frame=0, last_frame=2**31 - 1,
+                     source_path=f"stream:{stream_id}", project=config.consent.project)
+    if gate is not None:
+        gate.record_job("started", {"stream": stream_id, "steps": [s.name for s in steps]})
+    log.info("stream steps: %s on %s", ", ".join(f"{s.name}={type(s).__name__}" for s in steps), device,
+             extra={"stream_id": stream_id})
+    return StreamSteps(stream_id, config, steps, shot, gate)
 
 
 class StreamStates:
-    """Per-stream ShotState, least recently used dropped first."""
+    """Per-stream steps and state, least recently used closed first."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int, consent_db: str | None):
         self.capacity = capacity
-        self.states: OrderedDict[str, ShotState] = OrderedDict()
-        self.lock = threading.Lock()  # unbatched calls run in several threads at once
+        self.consent_db = consent_db
+        self.states: OrderedDict[str, StreamSteps] = OrderedDict()
+        self.lock = threading.Lock()
 
-    def get(self, stream_id: str, height: int, width: int) -> ShotState:
+    def get(self, request: FrameRequest, size: tuple[int, int]) -> StreamSteps:
         with self.lock:
-            return self._get(stream_id, height, width)
-
-    def _get(self, stream_id: str, height: int, width: int) -> ShotState:
-        state = self.states.get(stream_id)
-        if state is None or (state.height, state.width) != (height, width):
-            state = ShotState(width=width, height=height, fps=0.0, first_frame=0, last_frame=2**31 - 1)
-        self.states[stream_id] = state
-        self.states.move_to_end(stream_id)
-        while len(self.states) > self.capacity:
-            self.states.popitem(last=False)
+            state = self.states.get(request.stream_id)
+            if state is not None:
+                self.states.move_to_end(request.stream_id)
+                return state
+        config = PipelineConfig.model_validate_json(request.config_json)
+        state = build_stream_steps(request.stream_id, config, request.faces, size, request.fps, self.consent_db)
+        with self.lock:
+            state = self.states.setdefault(request.stream_id, state)
+            evicted = []
+            while len(self.states) > self.capacity:
+                evicted.append(self.states.popitem(last=False)[1])
+        for old in evicted:
+            close_quietly(old, "evicted")
         return state
 
+    def pop(self, stream_id: str) -> StreamSteps | None:
+        with self.lock:
+            return self.states.pop(stream_id, None)
 
-def by_stream(requests: list[FrameRequest]) -> dict[tuple[str, Any], list[int]]:
-    """Positions of the requests of each (stream, style), in frame order."""
-    groups: dict[tuple[str, Any], list[int]] = {}
+
+def close_quietly(state: StreamSteps, why: str) -> dict[str, Any]:
+    try:
+        return state.finish()
+    except Exception:
+        log.exception("stream %s could not be closed (%s)", state.stream_id, why, extra={"stream_id": state.stream_id})
+        return {"grant_ids": [], "error": "closing the stream failed"}
+
+
+def by_stream(requests: list[FrameRequest]) -> dict[str, list[int]]:
+    """Positions of each stream's requests, in frame order."""
+    groups: dict[str, list[int]] = {}
     for position, request in enumerate(requests):
-        groups.setdefault((request.stream_id, request.style), []).append(position)
+        groups.setdefault(request.stream_id, []).append(position)
     for positions in groups.values():
         positions.sort(key=lambda p: requests[p].seq)
     return groups
 
 
-def frame_batch(images: list[np.ndarray], seqs: list[int]) -> FrameBatch:
-    indices = np.asarray(seqs, dtype=np.int64)
-    return FrameBatch(frames=np.stack(images), indices=indices, timestamps=indices.astype(np.float64))
+def face_boxes(batch: FrameBatch, position: int) -> list[list[float]]:
+    if batch.faces is None:
+        return []
+    return [[round(float(v), 1) for v in face.box] for face in batch.faces[position]]
 
 
-class _Batched:
-    """Shared shape of a capability: ``process`` (batched) and ``process_one`` (one frame per call)."""
+class Frames:
+    """The stream model deployment: ``process`` (batched) and ``process_one`` (one frame per call)."""
 
-    def __init__(self, stream: dict[str, Any]):
-        settings = StreamSettings.model_validate(stream)
-        self.states = StreamStates(settings.max_streams_state)
-        self.process.set_max_batch_size(settings.max_batch_size)
-        self.process.set_batch_wait_timeout_s(settings.batch_wait_timeout_s)
-        # Streams of one batch are independent: process them side by side (each step call
-        # already spreads its own frames over vfx's frame pool, which is a different pool).
+    def __init__(self, settings: dict[str, Any]):
+        self.settings: ServeSettings = load_settings(settings)
+        stream = self.settings.stream
+        self.states = StreamStates(stream.max_streams_state, self.settings.consent_db)
+        self.process.set_max_batch_size(stream.max_batch_size)
+        self.process.set_batch_wait_timeout_s(stream.batch_wait_timeout_s)
         self.streams_pool = ThreadPoolExecutor(max_workers=cpu_workers(), thread_name_prefix="vfx-streams")
 
-    def run(self, requests: list[FrameRequest]) -> list[Any]:  # each capability defines its own
-        raise TypeError(f"{type(self).__name__} does not define run()")
+    def run(self, requests: list[FrameRequest]) -> list[FrameResult | FrameRefused]:
+        """Each request's result, or why its frame was refused (the others go on)."""
+        limits = self.settings.stream
+        results: list[FrameResult | FrameRefused | None] = [None] * len(requests)
+        images: list[np.ndarray | None] = [None] * len(requests)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def process(self, requests: list[FrameRequest]) -> list[tuple[Any, int]]:
+        def decode(position: int) -> None:
+            try:
+                check_jpeg(requests[position].jpeg, limits.max_frame_bytes, limits.max_width, limits.max_height)
+                images[position] = decode_jpeg(requests[position].jpeg)
+            except ValueError as exc:
+                results[position] = FrameRefused(str(exc))
+
+        map_frames(decode, range(len(requests)))
+        groups = [[p for p in positions if images[p] is not None] for positions in by_stream(requests).values()]
+        list(self.streams_pool.map(lambda positions: self._run_stream_safely(requests, images, positions, results),
+                                   [g for g in groups if g]))
+        return results
+
+    def _run_stream_safely(self, requests: list[FrameRequest], images: list, positions: list[int],
+                           results: list) -> None:
+        """One stream's failure refuses its frames only, logged with its traceback and stream id."""
+        try:
+            self._run_stream(requests, images, positions, results)
+        except (VfxError, ValueError) as exc:
+            refused = FrameRefused(str(exc) or type(exc).__name__)
+        except Exception:
+            log.exception("stream frames %s failed", [requests[p].seq for p in positions],
+                          extra={"stream_id": requests[positions[0]].stream_id})
+            refused = FrameRefused("processing failed on the server")
+        else:
+            return
+        for p in positions:
+            if results[p] is None:
+                results[p] = refused
+
+    def _run_stream(self, requests: list[FrameRequest], images: list, positions: list[int], results: list) -> None:
+        first = requests[positions[0]]
+        height, width = images[positions[0]].shape[:2]
+        same = [p for p in positions if images[p].shape[:2] == (height, width)]
+        for p in set(positions) - set(same):
+            results[p] = FrameRefused(f"frame is {images[p].shape[1]}x{images[p].shape[0]}; "
+                                      f"this stream is {width}x{height}")
+        state = self.states.get(first, (width, height))
+        if (state.shot.width, state.shot.height) != (width, height):
+            for p in same:
+                results[p] = FrameRefused(f"frame is {width}x{height}; this stream is "
+                                          f"{state.shot.width}x{state.shot.height}")
+            return
+        indices = np.asarray([requests[p].seq for p in same], dtype=np.int64)
+        batch = FrameBatch(frames=np.stack([images[p] for p in same]), indices=indices,
+                           timestamps=indices / max(state.shot.fps, 1e-6))
+        with state.lock:
+            for step in state.steps:
+                batch = step(batch, state.shot)
+            state.last_seq = max(state.last_seq, int(indices[-1]))
+        if changes_pixels(state.config) or batch.matte is None:
+            encoded = map_frames(encode_jpeg, list(batch.frames))
+        else:
+            encoded = map_frames(encode_gray_jpeg, list((np.clip(batch.matte, 0, 1) * 255 + 0.5).astype(np.uint8)))
+        for i, p in enumerate(same):
+            results[p] = FrameResult(encoded[i], face_boxes(batch, i) if requests[p].faces else None)
+
+    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01, max_concurrent_batches=MAX_CONCURRENT_BATCHES)
+    async def process(self, requests: list[FrameRequest]) -> list[FrameResult | FrameRefused]:
         results = await asyncio.to_thread(self.run, requests)
-        return [(result, len(requests)) for result in results]
+        for result in results:
+            if isinstance(result, FrameResult):
+                result.batch = len(requests)
+        return results
 
-    async def process_one(self, request: FrameRequest) -> tuple[Any, int]:
-        return (await asyncio.to_thread(self.run, [request]))[0], 1
+    async def process_one(self, request: FrameRequest) -> FrameResult | FrameRefused:
+        return (await asyncio.to_thread(self.run, [request]))[0]
 
-
-class Segment(_Batched):
-    """Person matte (mediapipe), returned as uint8 [H, W]."""
-
-    def __init__(self, stream: dict[str, Any]):
-        super().__init__(stream)
-        self.segmenter = PersonSegmenter()
-
-    def run(self, requests: list[FrameRequest]) -> list[Any]:
-        images = map_frames(decode_jpeg, [r.jpeg for r in requests])
-        mattes: list[np.ndarray | None] = [None] * len(requests)
-        groups = list(by_stream(requests).items())
-        states = [self.states.get(stream_id, *images[positions[0]].shape[:2]) for (stream_id, _), positions in groups]
-
-        def segment(group: int) -> None:
-            positions = groups[group][1]
-            batch = frame_batch([images[p] for p in positions], [requests[p].seq for p in positions])
-            for p, matte in zip(positions, self.segmenter(batch, states[group]).matte):
-                mattes[p] = (np.clip(matte, 0, 1) * 255 + 0.5).astype(np.uint8)
-
-        list(self.streams_pool.map(segment, range(len(groups))))
-        return mattes
-
-
-class Restyle(_Batched):
-    """Restyled surroundings composited under the subject matte; returns JPEG bytes."""
-
-    def __init__(self, stream: dict[str, Any]):
-        super().__init__(stream)
-        self.restylers: dict[str, ClassicRestyle] = {}
-
-    def restyler(self, style: str) -> ClassicRestyle:
-        if style not in self.restylers:
-            self.restylers[style] = ClassicRestyle(style=style)
-        return self.restylers[style]
-
-    def run(self, requests: list[FrameRequest]) -> list[Any]:
-        images = map_frames(decode_jpeg, [r.jpeg for r in requests])
-        out: list[np.ndarray | None] = [None] * len(requests)
-        groups = list(by_stream(requests).items())
-        states = [self.states.get(f"{stream_id}/{style}", *images[positions[0]].shape[:2])
-                  for (stream_id, style), positions in groups]
-        restylers = [self.restyler(style) for (_, style), _ in groups]
-
-        def restyle(group: int) -> None:
-            positions = groups[group][1]
-            batch = frame_batch([images[p] for p in positions], [requests[p].seq for p in positions])
-            mattes = [requests[p].matte for p in positions]
-            if all(m is not None for m in mattes):
-                batch.matte = np.stack(mattes).astype(np.float32) / 255.0
-            for p, frame in zip(positions, restylers[group](batch, states[group]).frames):
-                out[p] = frame
-
-        list(self.streams_pool.map(restyle, range(len(groups))))
-        return map_frames(encode_jpeg, out)
-
-
-class Face(_Batched):
-    """Face boxes (mediapipe); no likeness edits here, those need a consent grant and run in jobs."""
-
-    def __init__(self, stream: dict[str, Any]):
-        super().__init__(stream)
-        from vfx.face.detect import FaceDetector
-
-        self.detector = FaceDetector()
-
-    def run(self, requests: list[FrameRequest]) -> list[Any]:
-        images = map_frames(decode_jpeg, [r.jpeg for r in requests])
-        found = map_frames(self.detector.detect, images)
-        return [[[round(v, 1) for v in face.box] for face in faces if face.skip_reason is None] for faces in found]
-
+    async def finish(self, stream_id: str) -> dict[str, Any]:
+        """The stream ended: finish its steps and record it with its gate (the grants used)."""
+        state = self.states.pop(stream_id)
+        if state is None:
+            return {"grant_ids": []}
+        return await asyncio.to_thread(close_quietly, state, "ended")

@@ -17,7 +17,7 @@ class JsonFormatter(logging.Formatter):
             if hasattr(record, name):
                 entry[name] = getattr(record, name)
         if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info).splitlines()[-1]
+            entry["exc"] = self.formatException(record.exc_info)  # the whole traceback, in one JSON line
         return json.dumps(entry)
 
 

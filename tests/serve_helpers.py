@@ -56,7 +56,7 @@ def start_app(root: Path, overrides: dict[str, Any] | None = None, deployments: 
     import ray
     from ray import serve
 
-    from serving.app import build
+    from serving.app import run_applications
 
     state = root / "state"
     state.mkdir(parents=True, exist_ok=True)
@@ -71,7 +71,7 @@ def start_app(root: Path, overrides: dict[str, Any] | None = None, deployments: 
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build(args), name="vfx", route_prefix="/")
+    run_applications(args)
     app = ServeApp(url=f"http://127.0.0.1:{port}", keys=keys, state_dir=state)
     wait_healthy(app)
     return app

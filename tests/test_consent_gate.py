@@ -14,7 +14,7 @@ from vfx.consent.grants import issue_grant, revoke_grant
 from vfx.consent.keys import generate_key, key_id, load_private_key, public_key_text
 from vfx.consent.schema import LedgerRow
 from vfx.consent.store import ConsentStore
-from vfx.consent.subjects import enroll
+from vfx.consent.subjects import authorize, enroll
 from vfx.consent.verify import verify_store
 from vfx.errors import VfxError
 
@@ -29,10 +29,15 @@ class Setup:
         self.rogue = load_private_key(generate_key(tmp / "rogue.key")[0].with_suffix(""))
         holder_pub = public_key_text(self.holder.public_key())
         self.trusted = {key_id(holder_pub): holder_pub}
-        enroll(self.store, "megamind", enrolled_embeddings(), "Megamind.avi frames 30-55")
+        enroll(self.store, "megamind", enrolled_embeddings(), "Megamind.avi frames 30-55", key=self.holder)
 
     def grant(self, project=PROJECT, ops=("rejuvenate",), start=-1, end=30, key=None):
         return issue_grant(self.store, key or self.holder, "megamind", project, list(ops), days(start), days(end))
+
+    def delegate_and_grant(self, key):
+        """The holder makes ``key`` an authority of megamind (it is not trusted by the studio), which grants."""
+        authorize(self.store, self.holder, "megamind", "add", public_key_text(key.public_key()))
+        return self.grant(key=key)
 
     def gate(self, policy="skip", interval=0.0) -> ConsentGate:
         return open_gate(self.url, PROJECT, policy, GateConfig(revocation_interval_s=interval), trusted=self.trusted)
@@ -94,10 +99,10 @@ REFUSALS = {
     "no grant": (lambda s: None, "no grant for 'megamind' in project 'doc-1'"),
     "expired": (lambda s: s.grant(start=-30, end=-1), "expired"),
     "not yet valid": (lambda s: s.grant(start=2, end=30), "not valid before"),
-    "revoked": (lambda s: revoke_grant(s.store, s.holder, s.grant().grant_id, "withdrawn", s.trusted), "revoked"),
+    "revoked": (lambda s: revoke_grant(s.store, s.holder, s.grant().grant_id, "withdrawn"), "revoked"),
     "other project": (lambda s: s.grant(project="other"), "has grants only in other"),
     "other operation": (lambda s: s.grant(ops=("lipsync",)), "no grant for operation 'rejuvenate'"),
-    "untrusted key": (lambda s: s.grant(key=s.rogue), "signed by untrusted key"),
+    "untrusted key": (lambda s: s.delegate_and_grant(s.rogue), "signed by untrusted key"),
 }
 
 
@@ -122,7 +127,7 @@ def test_revocation_mid_job_stops_further_edits(setup: Setup) -> None:
     gate = setup.gate(interval=0.0)
     embedding = faces_of_test_frame()[1][0]
     assert gate.check(embedding, "rejuvenate", frame=1).allowed
-    revoke_grant(ConsentStore(setup.url), setup.holder, grant.grant_id, "actor withdrew", setup.trusted)
+    revoke_grant(ConsentStore(setup.url), setup.holder, grant.grant_id, "actor withdrew")
     decision = gate.check(embedding, "rejuvenate", frame=2)
     assert not decision.allowed and decision.reason == f"grant {grant.grant_id} revoked"
 
@@ -137,17 +142,32 @@ def test_fail_policy_refuses_the_job_and_records_why(setup: Setup) -> None:
 
 
 def test_near_tie_between_two_subjects_is_refused_as_ambiguous(setup: Setup) -> None:
-    enroll(setup.store, "lookalike", enrolled_embeddings() + 0.001, "synthetic near-duplicate")
+    enroll(setup.store, "lookalike", enrolled_embeddings() + 0.001, "synthetic near-duplicate", key=setup.holder)
     setup.grant()
     decision = setup.gate().check(faces_of_test_frame()[1][0], "rejuvenate")
     assert not decision.allowed and decision.reason.startswith("ambiguous match")
 
 
 def test_grant_does_not_survive_swapping_the_subject_reference_faces(setup: Setup) -> None:
-    grant = setup.grant()
+    setup.grant()
     other_face = faces_of_test_frame()[1][1]
     with setup.store.engine.begin() as connection:  # an attacker re-points the subject at someone else
         connection.exec_driver_sql("UPDATE consent_subjects SET embeddings = ? WHERE name = 'megamind'",
                                    (np.repeat(other_face[None], 3, 0).astype("<f4").tobytes(),))
     decision = setup.gate().check(other_face, "rejuvenate")
-    assert not decision.allowed and f"grant {grant.grant_id} was signed for different reference faces" in decision.reason
+    assert not decision.allowed and "reference faces of 'megamind' differ from its signed enrolment" in decision.reason
+    assert any("stored reference faces differ from its signed enrolment" in p for p in verify_store(setup.store).problems)
+
+
+def test_a_key_that_is_not_the_subjects_authority_cannot_grant_or_revoke(setup: Setup) -> None:
+    with pytest.raises(VfxError, match="not an authority of 'megamind'"):
+        setup.grant(key=setup.rogue)
+    grant = setup.grant()
+    with pytest.raises(VfxError, match="neither an authority of 'megamind' nor the grant's issuer"):
+        revoke_grant(setup.store, setup.rogue, grant.grant_id, "not mine to withdraw")
+    assert setup.gate().check(faces_of_test_frame()[1][0], "rejuvenate").allowed
+
+
+def test_enrolment_without_a_key_is_refused(setup: Setup) -> None:
+    with pytest.raises(VfxError, match="needs the rights holder's key"):
+        enroll(setup.store, "hal", enrolled_embeddings(), "no one's consent")

@@ -71,12 +71,12 @@ def test_gate_grant_and_revocation_on_postgres(pg_url: str, tmp_path) -> None:
     store = ConsentStore(pg_url)
     holder = Ed25519PrivateKey.generate()
     trusted = {key_id(public_key_text(holder.public_key())): public_key_text(holder.public_key())}
-    enroll(store, "megamind", enrolled_embeddings(), "Megamind.avi frames 30-55")
+    enroll(store, "megamind", enrolled_embeddings(), "Megamind.avi frames 30-55", key=holder)
     grant = issue_grant(store, holder, "megamind", "doc-1", ["lipsync"], days(-1), days(1))
     gate = open_gate(pg_url, "doc-1", "skip", GateConfig(revocation_interval_s=0), trusted=trusted)
     faces = gate.apply(faces_in_test_frame(), "lipsync", frame=80, shot="s1")
     assert faces[0].allowed_ops == {"lipsync": grant.grant_id} and "lipsync" in faces[1].refused_ops
-    revoke_grant(store, holder, grant.grant_id, "withdrawn", trusted)
+    revoke_grant(store, holder, grant.grant_id, "withdrawn")
     assert gate.check(faces[0].embedding, "lipsync", frame=81, shot="s1").reason == f"grant {grant.grant_id} revoked"
     gate.record_shot({"shot": "s1"})
     assert gate.ledger_head() is not None and verify_store(store).ok

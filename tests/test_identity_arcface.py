@@ -12,6 +12,7 @@ import numpy as np
 import onnx
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
@@ -19,6 +20,7 @@ from conftest import SAMPLES
 from consent_helpers import TEST_FRAME, enrolled_embeddings, frame
 from vfx.cli import app
 from vfx.consent.gate import GateConfig, open_gate
+from vfx.consent.keys import generate_key
 from vfx.consent.store import ConsentStore
 from vfx.consent.subjects import collect_embeddings, enroll, load_subjects
 from vfx.errors import VfxError
@@ -28,6 +30,12 @@ from vfx.face.identity_backends import identity_backend
 
 MEGAMIND = SAMPLES / "Megamind.avi"
 REPO = Path(__file__).resolve().parents[1]
+HOLDER = Ed25519PrivateKey.generate()  # the rights holder who signs the enrolments
+
+
+def holder_key_file(directory):
+    generate_key(directory / "holder.key")
+    return directory / "holder.key"
 
 
 def tiny_arcface(path: Path, input_name: str = "data", output_name: str = "fc1") -> Path:
@@ -94,7 +102,7 @@ def test_enrol_with_arcface_records_the_backend_and_matches_its_own_face(arcface
     assert enrolment.embeddings.shape[1] == 512
     np.testing.assert_allclose(np.linalg.norm(enrolment.embeddings, axis=1), 1.0, atol=1e-5)
     url = f"sqlite:///{tmp_path / 'consent.db'}"
-    enroll(ConsentStore(url), "megamind", enrolment.embeddings, "Megamind.avi 30-55", backend.stored)
+    enroll(ConsentStore(url), "megamind", enrolment.embeddings, "Megamind.avi 30-55", backend.stored, key=HOLDER)
     with ConsentStore(url).session() as session:
         (subject,) = load_subjects(session)
     assert subject.backend == "arcface-r100" and subject.embeddings.shape == enrolment.embeddings.shape
@@ -112,14 +120,14 @@ def test_enrol_with_arcface_records_the_backend_and_matches_its_own_face(arcface
 def test_gate_refuses_subjects_of_mixed_backends(arcface_store, tmp_path):
     url = f"sqlite:///{tmp_path / 'mixed.db'}"
     store = ConsentStore(url)
-    enroll(store, "megamind", enrolled_embeddings(), "dlib refs")
+    enroll(store, "megamind", enrolled_embeddings(), "dlib refs", key=HOLDER)
     unit = np.eye(512, dtype=np.float32)[:2]
-    enroll(store, "minion", unit, "arcface refs", "arcface-r100")
+    enroll(store, "minion", unit, "arcface refs", "arcface-r100", key=HOLDER)
     with pytest.raises(VfxError, match=r"mix identity backends \(arcface-r100: minion; dlib-resnet-v1: megamind\)") as info:
         open_gate(url, "p", config=GateConfig(allow_noncommercial=True), trusted={})
     assert "\n" not in str(info.value)
     with pytest.raises(VfxError, match=r"needs embeddings \[N,512\]"):
-        enroll(store, "titan", enrolled_embeddings(), "dlib refs labelled arcface", "arcface-r100")
+        enroll(store, "titan", enrolled_embeddings(), "dlib refs labelled arcface", "arcface-r100", key=HOLDER)
 
 
 def test_arcface_needs_the_noncommercial_opt_in_and_shows_its_licence(arcface_store, tmp_path):
@@ -127,7 +135,7 @@ def test_arcface_needs_the_noncommercial_opt_in_and_shows_its_licence(arcface_st
         identity_backend("arcface")
     db = f"sqlite:///{tmp_path / 'cli.db'}"
     args = ["consent", "enroll", "megamind", "--from", str(MEGAMIND), "--frames", "30-40", "--step", "5",
-            "--identity", "arcface", "--db", db]
+            "--identity", "arcface", "--db", db, "--key", str(holder_key_file(tmp_path))]
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code != 0
     assert "licence: insightface models: non-commercial research only" in refused.output
@@ -138,6 +146,6 @@ def test_arcface_needs_the_noncommercial_opt_in_and_shows_its_licence(arcface_st
     with ConsentStore(db).session() as session:
         assert [s.backend for s in load_subjects(session)] == ["arcface-r100"]
     url = f"sqlite:///{tmp_path / 'gate.db'}"
-    enroll(ConsentStore(url), "minion", np.eye(512, dtype=np.float32)[:1], "refs", "arcface-r100")
+    enroll(ConsentStore(url), "minion", np.eye(512, dtype=np.float32)[:1], "refs", "arcface-r100", key=HOLDER)
     with pytest.raises(VfxError, match="--allow-noncommercial"):
         open_gate(url, "p", trusted={})

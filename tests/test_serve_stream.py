@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -18,11 +17,12 @@ from serving.stream import parse_frame_message
 from vfx.video import FrameRange, FrameReader, probe
 
 RECV_TIMEOUT_S = 60
+FRAME_LIMIT = 400_000  # a 768x576 frame of vtest.avi at quality 85 is about 60 kB
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
-    from vfx.consent.keys import generate_key
+    from vfx.consent.keys import generate_key, load_private_key
     from vfx.consent.store import ConsentStore
     from vfx.consent.subjects import enroll
 
@@ -30,8 +30,12 @@ def app(tmp_path_factory):
     generate_key(root / "holder.key")
     consent_db = f"sqlite:///{root / 'consent.sqlite'}"
     embeddings = np.random.default_rng(3).normal(size=(4, 128)).astype(np.float32)
-    enroll(ConsentStore(consent_db), "roxanne", embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), "test")
-    served = start_app(root, overrides={"consent_db": consent_db}, signing_key=root / "holder.key")
+    enroll(ConsentStore(consent_db), "roxanne", embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True), "test",
+           key=load_private_key(root / "holder.key"))  # the holder's key (held by the service: convenience mode)
+    served = start_app(root, signing_key=root / "holder.key", overrides={
+        "consent_db": consent_db,
+        "stream": {"max_batch_size": 8, "batch_wait_timeout_s": 0.01, "queue_frames": 8, "max_inflight": 4,
+                   "max_frame_bytes": FRAME_LIMIT, "max_streams": 5, "max_streams_per_key": 4}})
     yield served
     stop_app()
 
@@ -99,7 +103,8 @@ def test_a_paced_stream_gets_every_frame_back_in_order(app, jpegs):
             replies.append((header, image))
         ws.send(json.dumps({"type": "end"}))
         summary = json.loads(ws.recv(timeout=RECV_TIMEOUT_S))
-    assert summary == {"type": "summary", "received": 20, "processed": 20, "dropped": 0, "rejected": 0}
+    assert summary == {"type": "summary", "received": 20, "processed": 20, "dropped": 0, "rejected": 0, "ended": "end",
+                       "grant_ids": []}
     assert [h["seq"] for h, _ in replies] == list(range(20))
     assert all(h["faces"] == [] or isinstance(h["faces"], list) for h, _ in replies)
     restyled = cv2.imdecode(np.frombuffer(replies[5][1], np.uint8), cv2.IMREAD_COLOR)
@@ -120,7 +125,7 @@ def test_frames_of_concurrent_streams_share_batches(app, jpegs):
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lockstep, [0, 20, 40, 60]))
-    sizes = [h["batch"]["Segment"] for stream in results for h in stream]
+    sizes = [h["batch"] for stream in results for h in stream]
     assert len(sizes) == 48 and max(sizes) > 1
 
 
@@ -152,6 +157,60 @@ def test_stream_refuses_bad_options(app):
     assert closed.value.rcvd.code == 4422 and "unknown style" in closed.value.rcvd.reason
 
 
+def dimension_bomb(jpeg: bytes, width: int, height: int) -> bytes:
+    """A real small JPEG whose frame header claims ``width`` x ``height``."""
+    from serving.jpeg import jpeg_size
+
+    data = bytearray(jpeg)
+    position = 2
+    while data[position + 1] not in (0xC0, 0xC1, 0xC2):
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    data[position + 5:position + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    assert jpeg_size(bytes(data)) == (width, height)
+    return bytes(data)
+
+
+def test_oversized_and_dimension_bomb_frames_are_refused_before_decoding(app, jpegs):
+    small = cv2.imencode(".jpg", np.full((48, 64, 3), 128, np.uint8))[1].tobytes()
+    bomb = dimension_bomb(small, 32000, 32000)
+    oversized = jpegs[0] + b"\0" * FRAME_LIMIT
+    ws = open_stream(app, {"subject": "person", "style": None})
+    with ws:
+        for frame in (bomb, oversized, jpegs[0]):
+            ws.send(frame)
+        ws.send(json.dumps({"type": "end"}))
+        headers, _, rejected, summary = collect_until_summary(ws)
+    reasons = {r["seq"]: r["reason"] for r in rejected}
+    assert len(bomb) < 2000 and "declares 32000x32000" in reasons[0] and "4096x4096" in reasons[0]
+    assert f"the limit is {FRAME_LIMIT}" in reasons[1]
+    assert [h["seq"] for h in headers] == [2] and summary["rejected"] == 2 and summary["processed"] == 1
+
+
+def test_stream_slots_are_capped_per_key_and_overall_while_rest_answers(app, jpegs):
+    def refused_code(who: str) -> int:
+        with connect(app.ws_url, additional_headers=app.headers(who), open_timeout=30) as ws:
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=RECV_TIMEOUT_S)
+        return closed.value.rcvd.code, closed.value.rcvd.reason
+
+    held = [open_stream(app, {"subject": "person"}) for _ in range(4)]  # the operator key's limit
+    try:
+        code, reason = refused_code("operator")
+        assert code == 4429 and "this key" in reason
+        held.append(open_stream(app, {"subject": "person"}, who="operator2"))  # the last of 5 slots
+        code, reason = refused_code("operator2")
+        assert code == 4429 and "slots are busy" in reason
+        with app.client() as client:  # the REST gateway does not share the stream slots
+            assert client.get("/v1/jobs").status_code == 200
+            assert client.get("/healthz").json() == {"status": "ok"}
+    finally:
+        for ws in held:
+            ws.send(json.dumps({"type": "end"}))
+            assert json.loads(ws.recv(timeout=RECV_TIMEOUT_S))["type"] == "summary"
+            ws.close()
+    open_stream(app, {"subject": "person"}).close()  # slots are given back
+
+
 ROUTES = [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("GET", "/v1/jobs/x/output"),
           ("DELETE", "/v1/jobs/x"), ("GET", "/metrics"), ("POST", "/v1/consent/grants"),
           ("POST", "/v1/consent/grants/g-x/revoke"), ("GET", "/v1/consent/grants"), ("GET", "/v1/consent/grants/g-x"),
@@ -180,13 +239,17 @@ def test_health_openapi_and_metrics(app):
         spec = client.get("/openapi.json").json()
         assert {"/v1/jobs", "/v1/jobs/{job_id}", "/metrics", "/healthz"} <= set(spec["paths"])
         text = client.get("/metrics", headers=app.headers("admin")).text
+        streams = client.get("/v1/stream/metrics", headers=app.headers("admin")).text
+        assert client.get("/v1/stream/metrics", headers=app.headers("operator")).status_code == 403
     samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if not line.startswith("#")}
+    assert samples['vfx_http_requests_total{route="/healthz",status="200"}'] >= 1
+    assert 'vfx_jobs{state="running"}' in samples
+    samples = {line.split(" ")[0]: float(line.split(" ")[1]) for line in streams.splitlines() if not line.startswith("#")}
     assert samples['vfx_stream_frames_total{outcome="processed"}'] > 0
     assert samples['vfx_stream_frames_total{outcome="dropped"}'] > 0
     assert samples["vfx_stream_frame_latency_seconds_count"] > 0
-    assert samples['vfx_batch_size_count{deployment="Segment"}'] > 0
-    assert samples['vfx_http_requests_total{route="/healthz",status="200"}'] >= 1
-    assert "vfx_stream_queue_frames" in samples and 'vfx_jobs{state="running"}' in samples
+    assert samples['vfx_batch_size_count{deployment="Frames"}'] > 0
+    assert "vfx_stream_queue_frames" in samples
 
 
 def test_rights_holder_grants_and_revokes_consent_through_the_api(app):

@@ -30,8 +30,8 @@ def studio(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     key = home / "holder.key"
     for args in (("consent", "keygen", str(key), "--trust"),
-                 ("consent", "enroll", "roxanne", "--from", MEGAMIND, "--frames", "160-195", "--step", "5"),
-                 ("consent", "enroll", "hal", "--from", MEGAMIND, "--frames", "200-260", "--step", "10")):
+                 ("consent", "enroll", "roxanne", "--from", MEGAMIND, "--frames", "160-195", "--step", "5", "--key", str(key)),
+                 ("consent", "enroll", "hal", "--from", MEGAMIND, "--frames", "200-260", "--step", "10", "--key", str(key))):
         result = vfx(home, *args)
         assert result.returncode == 0, result.stderr
     until = (date.today() + timedelta(days=30)).isoformat()
@@ -76,6 +76,10 @@ def test_mp4_output_carries_grants_in_signed_provenance(studio, tmp_path):
     sidecar = json.loads((tmp_path / "reel.mp4.provenance.json").read_text())
     assert sidecar["manifest"]["grant_ids"], "the grant used is named"
     assert sidecar["manifest"]["ledger_head"]
-    report = vfx(studio, "provenance", "verify", str(out))
+    (edit,) = sidecar["manifest"]["consent"]  # the likeness edit, its grant, frames and face region
+    assert edit["subject"] == "roxanne" and edit["operation"] == "rejuvenate" and edit["grant_id"] in sidecar["manifest"]["grant_ids"]
+    assert edit["ranges"] and all(r["width"] > 0 and r["height"] > 0 for r in edit["ranges"])
+    report = vfx(studio, "provenance", "verify", str(out), "--trust", str(studio / "keys" / "c2pa-ca.pem"))
     assert report.returncode == 0, report.stderr
+    assert "consent  rejuvenate of roxanne under" in report.stdout
     assert sidecar["manifest"]["grant_ids"][0] in report.stdout

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from importlib.metadata import entry_points
 
 import typer
 
@@ -17,12 +18,25 @@ app = typer.Typer(
 
 __import__("vfx.cli_run", fromlist=["register"]).register(app)
 __import__("vfx.batch", fromlist=["register"]).register(app)
+__import__("vfx.restyle.sheet", fromlist=["register"]).register(app)  # `vfx styles`
 # Sub-commands owned by other modules are mounted here, one line each.
-# (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli, serving.cli)
+# (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli)
 app.add_typer(__import__("vfx.consent.cli", fromlist=["app"]).app, name="consent")
 app.add_typer(__import__("vfx.provenance.cli", fromlist=["app"]).app, name="provenance")
 app.add_typer(__import__("vfx.models.cli", fromlist=["app"]).app, name="models")
-__import__("serving.cli", fromlist=["register"]).register(app)  # ray is imported only inside `vfx serve`
+
+
+def add_plugin_commands(app: typer.Typer) -> None:
+    """Commands of other installed packages (`vfx serve` comes from serving), from the
+    ``vfx.commands`` entry points; a plugin that cannot be imported leaves vfx working without it."""
+    for plugin in entry_points(group="vfx.commands"):
+        try:
+            plugin.load()(app)
+        except ImportError as exc:
+            logging.getLogger("vfx").warning("commands of %s are unavailable: %s", plugin.value, exc)
+
+
+add_plugin_commands(app)
 
 
 def main() -> None:

@@ -155,9 +155,10 @@ def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: lis
     try:
         sinks.append(FrameWriter(spec.output, info, frame_range, keep_audio=config.output.keep_audio,
                                  crf=config.output.crf, preset=config.output.preset,
-                                 with_alpha=spec.output.lower().endswith(".exr"), audio_path=new_audio))
+                                 with_alpha=spec.output.lower().endswith(".exr"), audio_path=new_audio,
+                                 lossless_rgb=config.output.lossless_rgb))
         if spec.matte:
-            sinks.append(MatteWriter(spec.matte, info, frame_range))
+            sinks.append(MatteWriter(spec.matte, info, frame_range, lossless_rgb=config.output.lossless_rgb))
         result = Pipeline(steps, queue_depth=config.queue_depth)(
             reader.batches(batch_size), shot, sinks, progress, cancelled,
             frames=lambda first, last: FrameReader(info, FrameRange(first, last), strict=strict).frames())
@@ -171,8 +172,9 @@ def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: lis
 def write_job_provenance(output: str, input_path: str, config: PipelineConfig, frame_range: FrameRange,
                          steps: list[Step], job_plan: Plan, grant_ids: list[str], ledger_head: str | None,
                          gate: Any | None) -> Path:
-    """Sign what was done to ``output``: inputs, steps with their backends, and the sha256 of every
-    model whose weights shaped a pixel (each step's and the consent gate's identity model)."""
+    """Sign what was done to ``output``: inputs, steps with their backends, the sha256 of every
+    model whose weights shaped a pixel (each step's and the consent gate's identity model), and
+    the likeness edits the gate allowed (grant, frames, face regions)."""
     from vfx.provenance import write_provenance
 
     inputs = [input_path] + [p for p in (config.restyle.style_image, config.face.lipsync) if p]
@@ -182,4 +184,5 @@ def write_job_provenance(output: str, input_path: str, config: PipelineConfig, f
     described = [{"name": "decode", "frames": [frame_range.first, frame_range.last], "device": job_plan.device}]
     described += [{"name": s.name, "backend": type(s).__name__} for s in steps]
     backends = {**step_backends(steps), **{f"plan.{k}": v for k, v in job_plan.describe().items()}}
-    return write_provenance(output, inputs, described, backends, model_hashes, grant_ids, ledger_head)
+    consent = gate.likeness_edits() if gate is not None else []
+    return write_provenance(output, inputs, described, backends, model_hashes, grant_ids, ledger_head, consent=consent)

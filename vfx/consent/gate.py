@@ -3,9 +3,11 @@
 A face is allowed an operation only if it matches exactly one enrolled subject (distance under
 the threshold, with a margin over the runner-up; faces are embedded with the identity backend the
 subjects were enrolled with, and subjects of different backends cannot share a gate) and that subject holds a grant for this project
-and operation that is valid now, signed by a trusted key, bound to the subject's current
-reference faces, and not revoked. Revocations are re-read at most every
-``revocation_interval_s`` seconds, so a grant revoked mid-job stops further edits.
+and operation that is valid now, signed by a trusted key that was an authority of the subject
+when the grant entered the ledger, bound to the subject's signed reference faces, and not revoked
+by an authority. All of it is read from the signed documents in the hash-chained ledger; new
+entries are read at most every ``revocation_interval_s`` seconds, so a grant revoked mid-job
+stops further edits, and a ledger that does not verify refuses every edit.
 """
 from __future__ import annotations
 
@@ -17,13 +19,11 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import select
-
 from vfx.consent import ledger
-from vfx.consent.grants import Grant, grant_problem, row_to_grant
+from vfx.consent.grants import grant_problem
 from vfx.consent.home import trusted_keys
-from vfx.consent.schema import GrantRow, RevocationRow
-from vfx.consent.store import ConsentStore
+from vfx.consent.state import ConsentState
+from vfx.consent.store import GENESIS_HASH, ConsentStore
 from vfx.consent.subjects import Subject, load_subjects
 from vfx.errors import VfxError
 from vfx.face.identity import Box
@@ -84,19 +84,20 @@ class ConsentGate:
         self.clock = clock or (lambda: datetime.now(timezone.utc))
         self._lock = threading.Lock()
         self._tallies: dict[str, _Tally] = {}
-        self._revoked: set[str] = set()
         self._refreshed_at = float("-inf")
         self._used_grants: set[str] = set()
+        self._edits: dict[tuple[str, str, str], dict[int, tuple[float, float, float, float]]] = {}
         with store.session() as session:
             self.subjects: list[Subject] = load_subjects(session)
-            rows = session.execute(select(GrantRow).where(GrantRow.project == project)).scalars().all()
-            self._grants: list[Grant] = [row_to_grant(row) for row in rows]
-            self._other_projects = {
-                subject: sorted(set(projects)) for subject, projects in _projects_by_subject(session).items()
-            }
+            entries, head = ledger.read_entries(session)
+        # Everything the gate believes comes from the signed documents in the hash-chained ledger,
+        # replayed in order; the grant/revocation tables (unsigned columns) are never consulted.
+        problem = ledger.find_chain_problem(entries, head)
+        self._broken: str | None = None if problem is None else f"consent ledger does not verify: {problem.message}"
+        self.state = ConsentState.replay(entries)
+        self._cursor = (entries[-1].seq, entries[-1].hash) if entries else (0, GENESIS_HASH)
         self.identity: IdentityBackend = subjects_backend(self.subjects, config)
         self.threshold = self.identity.threshold if config.threshold is None else config.threshold
-        self._refresh_revocations(force=True)
 
     # -- matching ---------------------------------------------------------------------------
     def match(self, embedding: np.ndarray) -> tuple[Subject | None, float | None, str]:
@@ -123,44 +124,63 @@ class ConsentGate:
         return self.identity.embed(image_rgb, boxes)
 
     # -- grants -----------------------------------------------------------------------------
-    def _refresh_revocations(self, force: bool = False) -> None:
+    def _refresh(self) -> None:
+        """Apply ledger entries appended since the last look (at most every ``revocation_interval_s``),
+        checking that they continue the chain the gate has already verified."""
         now = time.monotonic()
-        if not force and now - self._refreshed_at < self.config.revocation_interval_s:
+        if self._broken or now - self._refreshed_at < self.config.revocation_interval_s:
             return
-        ids = [grant.grant_id for grant in self._grants]
-        if ids:
-            with self.store.session() as session:
-                query = select(RevocationRow.grant_id).where(RevocationRow.grant_id.in_(ids))
-                self._revoked = set(session.execute(query).scalars())
+        seq, prev = self._cursor
+        with self.store.session() as session:
+            new = ledger.read_entries_after(session, seq)
+        problem = ledger.continuation_problem(new, seq, prev)
+        if problem is not None:
+            self._broken = f"consent ledger does not verify: {problem.message}"
+            return
+        for entry in new:
+            self.state.apply(entry)
+        if new:
+            self._cursor = (new[-1].seq, new[-1].hash)
         self._refreshed_at = now
 
     def _grant_decision(self, subject: Subject, operation: str, distance: float) -> GateDecision:
-        mine = [g for g in self._grants if g.subject == subject.name]
-        if not mine:
-            elsewhere = [p for p in self._other_projects.get(subject.name, []) if p != self.project]
+        def refuse(reason: str) -> GateDecision:
+            return GateDecision(False, subject.name, None, reason, distance)
+
+        if self._broken:
+            return refuse(self._broken)
+        enrolled = self.state.subjects.get(subject.name)
+        if enrolled is None:
+            return refuse(f"{subject.name!r} has no enrolment signed by a rights holder in the ledger")
+        if enrolled.digest != subject.digest:
+            return refuse(f"reference faces of {subject.name!r} differ from its signed enrolment (database altered)")
+        # Selected by what the signed documents say, never by the table's subject/project columns.
+        mine = [r for r in self.state.grants.values() if r.grant.subject == subject.name]
+        here = [r for r in mine if r.grant.project == self.project]
+        if not here:
+            elsewhere = sorted({r.grant.project for r in mine} - {self.project})
             hint = f" (has grants only in {', '.join(elsewhere)})" if elsewhere else ""
-            return GateDecision(False, subject.name, None, f"no grant for {subject.name!r} in project {self.project!r}{hint}", distance)
-        for_op = [g for g in mine if operation in g.operations]
+            return refuse(f"no grant for {subject.name!r} in project {self.project!r}{hint}")
+        for_op = [r for r in here if operation in r.grant.operations]
         if not for_op:
-            return GateDecision(False, subject.name, None,
-                                f"no grant for operation {operation!r} in project {self.project!r}", distance)
+            return refuse(f"no grant for operation {operation!r} in project {self.project!r}")
         now = self.clock()
-        problems: list[tuple[str, str]] = []
-        for grant in sorted(for_op, key=lambda g: g.document["valid_until"], reverse=True):
-            problem = grant_problem(grant, self.trusted, subject.digest, now)
-            if not problem and grant.grant_id in self._revoked:
-                problem = f"grant {grant.grant_id} revoked"
+        problems: list[str] = []
+        for record in sorted(for_op, key=lambda r: r.grant.document["valid_until"], reverse=True):
+            problem = record.problem or grant_problem(record.grant, self.trusted, enrolled.digest, now)
+            if not problem and record.grant.grant_id in self.state.revocations:
+                problem = f"grant {record.grant.grant_id} revoked"
             if not problem:
-                return GateDecision(True, subject.name, grant.grant_id, "", distance)
-            problems.append((grant.grant_id, problem))
-        return GateDecision(False, subject.name, None, "; ".join(p for _, p in problems), distance)
+                return GateDecision(True, subject.name, record.grant.grant_id, "", distance)
+            problems.append(problem)
+        return refuse("; ".join(problems))
 
     # -- the contract ------------------------------------------------------------------------
     def check(self, embedding: np.ndarray | None, operation: str, frame: int | None = None,
               shot: str = "") -> GateDecision:
         """May this face be changed by ``operation``? With policy 'fail', a refusal raises VfxError."""
         with self._lock:
-            self._refresh_revocations()
+            self._refresh()
             if embedding is None:
                 decision = GateDecision(False, None, None, "face has no identity embedding")
             else:
@@ -185,6 +205,8 @@ class ConsentGate:
             if decision.allowed:
                 face.allowed_ops[operation] = decision.grant_id
                 face.refused_ops.pop(operation, None)
+                if frame is not None:
+                    self.record_edit(face, operation, frame)
             else:
                 face.refused_ops[operation] = decision.reason
                 face.allowed_ops.pop(operation, None)
@@ -201,6 +223,38 @@ class ConsentGate:
     def record_job(self, event: Literal["started", "finished", "failed"], details: dict[str, Any]) -> str:
         """Append a job start/finish to the ledger; returns the new ledger head hash."""
         return self._append(f"job.{event}", {"project": self.project, **details}).hash
+
+    def record_edit(self, face: Face, operation: str, frame: int) -> None:
+        """Note that ``face`` (allowed ``operation`` under a grant) is edited in ``frame``, for provenance."""
+        grant_id = face.allowed_ops.get(operation)
+        if not grant_id:
+            return
+        with self._lock:
+            frames = self._edits.setdefault((grant_id, face.subject, operation), {})
+            x, y, w, h = (float(v) for v in face.box)
+            if frame in frames:  # the same subject twice in a frame: one box around both
+                px, py, pw, ph = frames[frame]
+                x, y, w, h = min(x, px), min(y, py), max(x + w, px + pw) - min(x, px), max(y + h, py + ph) - min(y, py)
+            frames[frame] = (x, y, w, h)
+
+    def likeness_edits(self) -> list[dict[str, Any]]:
+        """Each allowed likeness edit for provenance: grant, subject and its signed reference digest,
+        operation, and runs of consecutive frames with the pixel box that held the face in each run."""
+        with self._lock:
+            edits = {key: dict(frames) for key, frames in self._edits.items()}
+        result = []
+        for (grant_id, subject, operation), frames in sorted(edits.items()):
+            enrolled = self.state.subjects.get(subject)
+            runs: list[dict[str, Any]] = []
+            for first, last in frame_ranges(sorted(frames)):
+                boxes = [frames[f] for f in range(first, last + 1) if f in frames]
+                x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+                x1, y1 = max(b[0] + b[2] for b in boxes), max(b[1] + b[3] for b in boxes)
+                runs.append({"first": first, "last": last, "x": round(x0), "y": round(y0),
+                             "width": round(x1 - x0), "height": round(y1 - y0)})
+            result.append({"grant_id": grant_id, "subject": subject, "operation": operation,
+                           "subject_digest": enrolled.digest if enrolled else None, "ranges": runs})
+        return result
 
     def grant_ids_used(self) -> list[str]:
         with self._lock:
@@ -226,13 +280,6 @@ def subjects_backend(subjects: list[Subject], config: GateConfig) -> IdentityBac
     if config.identity is not None and config.identity != name:
         raise VfxError(f"consent identity backend {config.identity!r} requested, but the subjects are enrolled with {stored[0]}")
     return identity_backend(name, config.allow_noncommercial)
-
-
-def _projects_by_subject(session) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = {}
-    for subject, project in session.execute(select(GrantRow.subject, GrantRow.project)):
-        result.setdefault(subject, []).append(project)
-    return result
 
 
 def open_gate(db_url: str | None, project: str, policy: str = "skip", config: GateConfig | None = None,

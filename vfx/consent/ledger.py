@@ -71,6 +71,36 @@ def read_entries(session: Session) -> tuple[list[LedgerEntry], tuple[int, str]]:
     return entries, ((head.seq, head.hash) if head else (0, GENESIS_HASH))
 
 
+def read_entries_after(session: Session, seq: int) -> list[LedgerEntry]:
+    rows = session.execute(select(LedgerRow).where(LedgerRow.seq > seq).order_by(LedgerRow.seq)).scalars().all()
+    return [LedgerEntry(r.seq, r.ts, r.kind, r.payload, r.prev_hash, r.hash) for r in rows]
+
+
+def continuation_problem(entries: list[LedgerEntry], seq: int, prev_hash: str) -> ChainProblem | None:
+    """Do ``entries`` continue a verified chain that ends at entry ``seq`` with hash ``prev_hash``?"""
+    for position, entry in enumerate(entries):
+        problem = _entry_problem(position, entry, seq + position + 1, prev_hash)
+        if problem is not None:
+            return problem
+        prev_hash = entry.hash
+    return None
+
+
+def _entry_problem(position: int, entry: LedgerEntry, expected_seq: int, prev: str) -> ChainProblem | None:
+    if entry.seq != expected_seq:
+        what = f"entry {expected_seq} is missing" if entry.seq > expected_seq else "entries out of order or duplicated"
+        return ChainProblem(position, entry.seq, f"entry {entry.seq} found where entry {expected_seq} belongs ({what})")
+    if entry.prev_hash != prev:
+        return ChainProblem(position, entry.seq, f"entry {entry.seq} does not link to the entry before it (prev_hash mismatch)")
+    try:
+        recomputed = entry_hash(entry.seq, entry.ts, entry.kind, entry.payload, entry.prev_hash)
+    except (ValueError, TypeError):
+        return ChainProblem(position, entry.seq, f"entry {entry.seq} payload is not valid JSON")
+    if recomputed != entry.hash:
+        return ChainProblem(position, entry.seq, f"entry {entry.seq} was altered (content does not match its hash)")
+    return None
+
+
 def head_hash(session: Session) -> str | None:
     head = session.get(LedgerHeadRow, 1)
     return None if head is None or head.seq == 0 else head.hash
@@ -80,18 +110,9 @@ def find_chain_problem(entries: list[LedgerEntry], head: tuple[int, str]) -> Cha
     """The first entry at which the chain does not hold, or None if it is intact."""
     prev = GENESIS_HASH
     for position, entry in enumerate(entries):
-        expected_seq = position + 1
-        if entry.seq != expected_seq:
-            what = f"entry {expected_seq} is missing" if entry.seq > expected_seq else "entries out of order or duplicated"
-            return ChainProblem(position, entry.seq, f"entry {entry.seq} found where entry {expected_seq} belongs ({what})")
-        if entry.prev_hash != prev:
-            return ChainProblem(position, entry.seq, f"entry {entry.seq} does not link to the entry before it (prev_hash mismatch)")
-        try:
-            recomputed = entry_hash(entry.seq, entry.ts, entry.kind, entry.payload, entry.prev_hash)
-        except (ValueError, TypeError):
-            return ChainProblem(position, entry.seq, f"entry {entry.seq} payload is not valid JSON")
-        if recomputed != entry.hash:
-            return ChainProblem(position, entry.seq, f"entry {entry.seq} was altered (content does not match its hash)")
+        problem = _entry_problem(position, entry, position + 1, prev)
+        if problem is not None:
+            return problem
         prev = entry.hash
     head_seq, head_digest = head
     if head_seq != len(entries) or head_digest != prev:

@@ -10,8 +10,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vfx.consent import ledger
-from vfx.consent.canonical import sha256_hex
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from vfx.consent import documents, ledger
+from vfx.consent.documents import Signed
+from vfx.consent.records import embeddings_digest, record_authority, record_enrolment
 from vfx.consent.schema import SubjectRow
 from vfx.consent.store import ConsentStore
 from vfx.errors import VfxError
@@ -38,10 +41,6 @@ class Enrolment:
     frames_seen: int
     frames_without_face: int
     outliers_dropped: int
-
-
-def embeddings_digest(embeddings: np.ndarray) -> str:
-    return sha256_hex(np.ascontiguousarray(embeddings, dtype="<f4").tobytes())
 
 
 def check_name(name: str) -> str:
@@ -105,27 +104,36 @@ def collect_embeddings(path: str | Path, frames: str | None = None, step: int = 
     return Enrolment(kept.astype(np.float32), seen, missing, int((~keep).sum()))
 
 
-def enroll(store: ConsentStore, name: str, embeddings: np.ndarray, source: str,
-           backend: str = DEFAULT_BACKEND) -> ledger.LedgerEntry:
-    """Store a new subject with the identity backend (stored name) that made its embeddings,
-    and record the enrolment in the ledger."""
+def sign_enrolment(key: Ed25519PrivateKey | None, name: str, embeddings: np.ndarray, source: str,
+                   backend: str = DEFAULT_BACKEND) -> Signed:
+    """The rights holder's signed enrolment of ``name`` with these reference faces; ``key`` becomes its authority."""
+    if key is None:
+        raise VfxError(f"enrolling {name!r} needs the rights holder's key (--key HOLDER.key): "
+                       "reference faces are stored only with someone's consent")
     check_name(name)
     backend_of_stored(backend)
-    size = SIZES[backend]
     embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
-    if embeddings.ndim != 2 or embeddings.shape[1] != size or len(embeddings) == 0:
-        raise VfxError(f"enrolment with {backend} needs embeddings [N,{size}], got {embeddings.shape}")
-    digest = embeddings_digest(embeddings)
-    with store.session() as session:
-        if session.get(SubjectRow, name) is not None:
-            raise VfxError(f"subject {name!r} is already enrolled")
-        session.add(SubjectRow(name=name, enrolled_at=ledger.utc_now(), digest=digest,
-                               embeddings=embeddings.astype("<f4").tobytes(), count=len(embeddings),
-                               source=source, backend=backend))
-        session.flush()
-        return ledger.append(session, "subject.enrolled", {
-            "subject": name, "digest": digest, "references": len(embeddings), "source": source, "backend": backend,
-        })
+    if embeddings.ndim != 2 or embeddings.shape[1] != SIZES[backend] or len(embeddings) == 0:
+        raise VfxError(f"enrolment with {backend} needs embeddings [N,{SIZES[backend]}], got {embeddings.shape}")
+    return documents.enrolment(key, name, embeddings_digest(embeddings), backend, len(embeddings), source)
+
+
+def submit_enrolment(store: ConsentStore, signed: Signed, embeddings: np.ndarray) -> ledger.LedgerEntry:
+    check_name(str(signed.document.get("subject", "")))
+    backend_of_stored(str(signed.document.get("backend", "")))
+    return record_enrolment(store, signed, embeddings, SIZES)
+
+
+def enroll(store: ConsentStore, name: str, embeddings: np.ndarray, source: str,
+           backend: str = DEFAULT_BACKEND, *, key: Ed25519PrivateKey | None = None) -> ledger.LedgerEntry:
+    """Store a new subject, signed by ``key`` (its first authority), with the identity backend (stored
+    name) that made its embeddings, and record the signed enrolment in the ledger."""
+    return submit_enrolment(store, sign_enrolment(key, name, embeddings, source, backend), embeddings)
+
+
+def authorize(store: ConsentStore, key: Ed25519PrivateKey, name: str, action: str, other: str) -> ledger.LedgerEntry:
+    """``key`` (an authority of ``name``) adds or removes another authority (a public key)."""
+    return record_authority(store, documents.authority(key, name, action, other))  # type: ignore[arg-type]
 
 
 def row_to_subject(row: SubjectRow) -> Subject:

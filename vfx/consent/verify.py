@@ -1,4 +1,4 @@
-"""``vfx consent verify``: the whole ledger chain, every signature in it, and the stored grants."""
+"""``vfx consent verify``: the ledger chain, every signed document against its subject's authorities, and the tables."""
 from __future__ import annotations
 
 import json
@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 
 from vfx.consent import ledger
-from vfx.consent.keys import signature_is_valid
-from vfx.consent.schema import GrantRow, RevocationRow
+from vfx.consent.schema import GrantRow, RevocationRow, SubjectRow
+from vfx.consent.state import ConsentState
 from vfx.consent.store import ConsentStore
+from vfx.consent.subjects import row_to_subject
 
 
 @dataclass
@@ -24,52 +25,41 @@ class VerifyReport:
         return not self.problems
 
 
-def signature_problems(entries: list[ledger.LedgerEntry]) -> list[str]:
+def stored_document_problems(store: ConsentStore, state: ConsentState) -> list[str]:
+    """Every stored subject, grant and revocation must be exactly what the ledger's signed documents say."""
     problems = []
-    for entry in entries:
-        try:
-            data = entry.data
-        except ValueError:
-            continue  # reported by the chain check
-        if not isinstance(data, dict):
-            continue
-        if entry.kind == "grant.issued":
-            document, signer = data.get("grant", {}), data.get("grant", {}).get("issuer", "")
-        elif entry.kind == "grant.revoked":
-            document, signer = data.get("revocation", {}), data.get("revocation", {}).get("revoker", "")
-        else:
-            continue
-        if not signature_is_valid(signer, document, data.get("signature", "")):
-            problems.append(f"entry {entry.seq} ({entry.kind}): signature does not verify")
-    return problems
-
-
-def stored_document_problems(store: ConsentStore, entries: list[ledger.LedgerEntry]) -> list[str]:
-    """Every stored grant/revocation must be exactly the signed document recorded in the ledger."""
-    recorded: dict[tuple[str, str], tuple[dict, str]] = {}
-    problems = []
-    for entry in entries:
-        try:
-            data = entry.data
-            if entry.kind == "grant.issued":
-                recorded[("grant", data["grant"]["grant_id"])] = (data["grant"], data["signature"])
-            elif entry.kind == "grant.revoked":
-                recorded[("revocation", data["revocation"]["grant_id"])] = (data["revocation"], data["signature"])
-        except (KeyError, TypeError, ValueError):
-            problems.append(f"entry {entry.seq} ({entry.kind}): malformed payload")
     with store.session() as session:
-        stored = [("grant", row) for row in session.execute(select(GrantRow)).scalars()]
-        stored += [("revocation", row) for row in session.execute(select(RevocationRow)).scalars()]
-        for kind, row in stored:
-            expected = recorded.get((kind, row.grant_id))
-            if expected is None:
-                problems.append(f"{kind} of {row.grant_id} is stored but was never recorded in the ledger")
-            elif json.loads(row.document) != expected[0] or row.signature != expected[1]:
-                problems.append(f"{kind} of {row.grant_id} differs from the signed document in the ledger")
+        for row in session.execute(select(SubjectRow)).scalars():
+            record = state.subjects.get(row.name)
+            if record is None:
+                problems.append(f"subject {row.name!r} is stored but has no signed enrolment in the ledger")
+            elif row_to_subject(row).digest != record.digest:
+                problems.append(f"subject {row.name!r}: stored reference faces differ from its signed enrolment "
+                                f"(entry {record.seq})")
+        for row in session.execute(select(GrantRow)).scalars():
+            record = state.grants.get(row.grant_id)
+            if record is None:
+                problems.append(f"grant {row.grant_id} is stored but was never recorded in the ledger")
+                continue
+            where = f"grant {row.grant_id} (ledger entry {record.seq})"
+            if row.subject != record.grant.subject or row.project != record.grant.project:
+                problems.append(f"{where}: stored as subject {row.subject!r} project {row.project!r}, but its signed "
+                                f"document says subject {record.grant.subject!r} project {record.grant.project!r}")
+            elif json.loads(row.document) != record.grant.document or row.signature != record.grant.signature:
+                problems.append(f"{where}: stored document differs from the signed one in the ledger")
+        stored_revocations = {row.grant_id: row for row in session.execute(select(RevocationRow)).scalars()}
+    for grant_id, (signed, seq) in state.revocations.items():
+        row = stored_revocations.pop(grant_id, None)
+        if row is None:
+            problems.append(f"revocation of {grant_id} (ledger entry {seq}) is missing from the revocations table")
+        elif json.loads(row.document) != signed.document or row.signature != signed.signature:
+            problems.append(f"revocation of {grant_id} (ledger entry {seq}): stored document differs from the ledger")
+    problems += [f"revocation of {grant_id} is stored but no valid revocation is in the ledger" for grant_id in stored_revocations]
     return problems
 
 
 def verify_store(store: ConsentStore) -> VerifyReport:
+    """The chain, every signed document replayed against its subject's authorities, and the tables."""
     with store.session() as session:
         entries, head = ledger.read_entries(session)
     report = VerifyReport(entries=len(entries), head=head[1] if head[0] else None)
@@ -77,6 +67,7 @@ def verify_store(store: ConsentStore) -> VerifyReport:
     if problem is not None:
         report.problems.append(problem.message)
         report.broken_seq = problem.seq
-    report.problems += signature_problems(entries)
-    report.problems += stored_document_problems(store, entries)
+    state = ConsentState.replay(entries)
+    report.problems += [message for _, message in state.problems]
+    report.problems += stored_document_problems(store, state)
     return report

@@ -15,22 +15,39 @@ TRAINED_COMPOSITE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWit
 
 
 PARENT_ID = "vfx:source"
+PROVENANCE_LABEL = "org.vfx.provenance"
+CONSENT_LABEL = "org.vfx.consent"  # no standard likeness-consent assertion exists yet
 
 
-def c2pa_manifest(title: str, steps: list[dict], grant_ids: list[str]) -> dict[str, Any]:
+def c2pa_manifest(title: str, steps: list[dict], grant_ids: list[str], consent: list[dict] | None = None) -> dict[str, Any]:
     edited = {"action": "c2pa.edited", "digitalSourceType": TRAINED_COMPOSITE,
               "softwareAgent": {"name": "vfx"},
               "parameters": {"description": ", ".join(step.get("name", "?") for step in steps) or "vfx pipeline",
                              "vfx.steps": [step.get("name", "?") for step in steps], "vfx.grant_ids": grant_ids}}
-    return {
-        "claim_generator_info": [{"name": "vfx", "version": "0.1.0"}],
-        "title": title,
-        "format": "video/mp4",
-        "assertions": [
-            {"label": "c2pa.actions.v2", "data": {"actions": [{"action": "c2pa.opened", "parameters": {"ingredientIds": [PARENT_ID]}}, edited]}},
-            {"label": "org.vfx.provenance", "data": {"grant_ids": grant_ids, "steps": steps}},
-        ],
-    }
+    actions = [{"action": "c2pa.opened", "parameters": {"ingredientIds": [PARENT_ID]}}, edited]
+    actions += [likeness_action(edit) for edit in consent or []]
+    assertions = [{"label": "c2pa.actions.v2", "data": {"actions": actions}},
+                  {"label": PROVENANCE_LABEL, "data": {"grant_ids": grant_ids, "steps": steps}}]
+    if consent:
+        assertions.append({"label": CONSENT_LABEL, "data": {"version": 1, "edits": consent}})
+    return {"claim_generator_info": [{"name": "vfx", "version": "0.1.0"}], "title": title, "format": "video/mp4",
+            "assertions": assertions}
+
+
+def likeness_action(edit: dict[str, Any]) -> dict[str, Any]:
+    """One consented likeness edit as a C2PA action whose ``changes`` are regions of interest: each
+    run of frames it touched and the box (pixels) that held the face across that run. (Runs are
+    flat objects, not lists: c2pa turns short integer lists into CBOR byte strings.)"""
+    regions = [{"region": [{"type": "frame", "frame": {"start": run["first"], "end": run["last"]}},
+                           {"type": "spatial", "shape": {"type": "rectangle", "unit": "pixel",
+                                                         "origin": {"x": run["x"], "y": run["y"]},
+                                                         "width": run["width"], "height": run["height"]}}],
+                "description": f"{edit['operation']} of {edit['subject']}, frames {run['first']}-{run['last']}"}
+               for run in edit["ranges"]]
+    return {"action": "c2pa.edited", "digitalSourceType": TRAINED_COMPOSITE, "softwareAgent": {"name": "vfx"},
+            "description": f"{edit['operation']} of consented subject {edit['subject']} under grant {edit['grant_id']}",
+            "parameters": {"vfx.grant_id": edit["grant_id"], "vfx.operation": edit["operation"]},
+            "changes": regions}
 
 
 def _add_parent(builder: Any, source: Path | None, edited_output: Path) -> None:
