@@ -82,10 +82,12 @@ def require(*roles: Role):
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 api.include_router(consent_router(require))
 Admin = Annotated[Principal, Depends(require(Role.admin))]
-mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
 
 
 api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
+# after the guard: add_middleware puts the newest outermost, and the session cookie must become a key
+# before the guard checks one
+mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
 
 
 @api.middleware("http")

@@ -178,7 +178,7 @@ def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tm
         page.wait_for_function("[...document.querySelectorAll('#styles img')].length >= 5 && "
                                "[...document.querySelectorAll('#styles img')].every(i => i.complete && i.naturalWidth === 256)",
                                timeout=60_000)
-        page.set_input_files("#painting", str(SAMPLES / "starry_night.jpg"))
+        page.select_option("#painting", label="starry_night.jpg")
         page.wait_for_function("(i => i && i.complete && i.naturalWidth === 256)"
                                "(document.querySelector('#styles button[data-key=painting] img'))", timeout=60_000)
         assert "active" in page.get_attribute("#styles button[data-key=painting]", "class")
@@ -251,6 +251,7 @@ def test_a_rights_holder_enrols_a_face_by_clicking_it_grants_and_revokes(app):
         kinds = page.eval_on_selector_all("#ledger li", "items => items.map(i => i.dataset.kind)")
         assert kinds[:3] == ["grant.revoked", "grant.issued", "subject.enrolled"], kinds
         assert "roxanne granted rejuvenate for project documentary" in page.inner_text("#ledger")
+        assert "roxanne enrolled: 2 reference faces from Megamind.avi frames 80,160" in page.inner_text("#ledger")
         assert page.inner_text("#ledger-verify").startswith("Ledger verifies")
         shot(page, "07-consent-grant-revoked-ledger")
         page.set_viewport_size(SIZES["hd"])
