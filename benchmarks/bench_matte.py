@@ -7,22 +7,26 @@ numbers are noisy.
 
     .venv/bin/python benchmarks/bench_matte.py                 # 120 frames of vtest.avi
     .venv/bin/python benchmarks/bench_matte.py --frames 300 --first 0
+    .venv/bin/python benchmarks/bench_matte.py --pictures docs   # also the README's matte pictures
 """
 from __future__ import annotations
 
 import argparse
 import subprocess
 import sys
+import tempfile
 import time
 import types
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from vfx.frames import FrameBatch, ShotState  # noqa: E402
+from vfx.matte import matte_preview  # noqa: E402
 from vfx.segment.person import PersonSegmenter  # noqa: E402
 from vfx.video import FrameRange, FrameReader, probe  # noqa: E402
 
@@ -57,6 +61,7 @@ def main() -> None:
     parser.add_argument("--first", type=int, default=100)
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--before", default="782e650", help="commit whose person.py is the baseline")
+    parser.add_argument("--pictures", help="write the before/after matte pictures into this folder")
     args = parser.parse_args()
     info = probe(args.video)
     frames = list(FrameReader(info, FrameRange(args.first, args.first + args.frames - 1)).frames())
@@ -64,12 +69,46 @@ def main() -> None:
     print(f"person matte, {len(frames)} frames of {Path(args.video).name} at {info.width}x{info.height}, "
           f"CPU ms/frame after {WARM_UP} warm-up frames (all threads), wall ms/frame incl. start-up")
     rows = [("before (" + args.before + ")", person_segmenter_at(args.before)()), ("after", PersonSegmenter())]
+    previews = []
     for label, segmenter in rows:
         cpu, wall, shot = cpu_ms_per_frame(segmenter, frames, fps)
+        previews.append(matte_preview(frames[-1][1], segmenter(FrameBatch(frames[-1][1][None], np.array([frames[-1][0]]),
+                                                                          np.array([0.0])), shot).matte[0]))
         state = shot.steps.get("segment")
         calls = (f"   {state.model_calls / len(frames):.1f} segmentation + {state.pose_calls / len(frames):.2f} pose calls/frame"
                  if hasattr(state, "model_calls") else "   13 segmentation calls/frame (whole frame + 12 tiles)")
         print(f"  {label:18s} CPU {cpu:6.1f} ms/frame   wall {wall:6.1f} ms/frame{calls}")
+    if args.pictures:
+        write_pictures(Path(args.pictures), previews)
+
+
+def write_pictures(folder: Path, person_previews: list[np.ndarray]) -> None:
+    """People before/after (tripod, sign, litter gone), and a night composite's edge: outward feather vs alpha-over."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from clip_helpers import soft_clip  # the soft-edged cut-out whose true alpha is known
+
+    from vfx.matte import feather, soft_edge
+    from vfx.restyle.composite import composite_frame
+
+    folder.mkdir(parents=True, exist_ok=True)
+    people = np.hstack([cv2.resize(p, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA) for p in person_previews])
+    write_png(folder / "matte_people_before_after.png", people)
+    with tempfile.TemporaryDirectory() as tmp:
+        pattern, truths, corners = soft_clip(Path(tmp), 1)
+        frame = next(iter(FrameReader(probe(pattern)).frames()))[1]
+    hard = truths[0] > 0.5
+    night = np.clip(frame.astype(np.float32) * [0.25, 0.3, 0.45], 0, 255).astype(np.uint8)
+    old = composite_frame(frame, night, feather(hard, 6.0))
+    new = composite_frame(frame, night, soft_edge(frame, hard, 6.0))
+    x, y = corners[0]
+    crop = (slice(max(0, y - 30), y + 90), slice(max(0, x - 10), x + 120))
+    zoom = [cv2.resize(img[crop], None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST) for img in (old, new)]
+    write_png(folder / "matte_edge_night_before_after.png", np.hstack(zoom))
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    print(f"  wrote {path}")
 
 
 if __name__ == "__main__":

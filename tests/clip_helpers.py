@@ -147,3 +147,22 @@ def occluded_clip(folder, frames: int = 34) -> tuple[str, np.ndarray]:
         pictures.append(picture)
         truths.append(truth > 0.5)
     return write_sequence(folder, np.stack(pictures), first=0, pattern="occl.%04d.png"), np.stack(truths)
+
+
+def two_subject_clip(folder, frames: int = 16) -> tuple[str, np.ndarray, np.ndarray]:
+    """Two real cut-outs (messi5.jpg and an oval face from obama2.jpg) crossing the moving background."""
+    messi = np.zeros((120, 110, 3), np.float32)
+    messi[:] = photo_patch()
+    messi_alpha = hard_shape().astype(np.float32)
+    face = cv2.resize(cv2.cvtColor(cv2.imread(str(SAMPLES / "obama2.jpg")), cv2.COLOR_BGR2RGB), (90, 110)).astype(np.float32)
+    face_alpha = np.zeros((110, 90), np.float32)
+    cv2.ellipse(face_alpha, (45, 55), (40, 52), 0, 0, 360, 1.0, -1)
+    pictures, first, second = [], [], []
+    for t, frame in enumerate(background(frames)):
+        px, py = position(t)
+        picture, a = compose(frame, messi, messi_alpha, px, py)
+        picture, b = compose(picture, face, face_alpha, 360 - 5 * t, 200)
+        pictures.append(picture)
+        first.append(a > 0.5)
+        second.append(b > 0.5)
+    return write_sequence(folder, np.stack(pictures), first=0, pattern="two.%04d.png"), np.stack(first), np.stack(second)

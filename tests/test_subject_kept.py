@@ -65,13 +65,16 @@ def test_composite_is_exact_inside_and_blends_the_edge():
 
 
 def test_subject_prompts_parse_and_refuse_nonsense():
-    spec = parse_subject(["box:1,2,30,40@7+negpoint:5,5@7", "point:10,12@7"])
+    spec = parse_subject("box:1,2,30,40@7+negpoint:5,5@7+point:10,12@7")
     assert spec.kind == "prompt" and spec.prompt.box == (1, 2, 30, 40) and spec.prompt.key_frame == 7
     assert spec.prompt.points == ((10, 12),) and spec.prompt.negative_points == ((5, 5),)
+    several = parse_subject(["box:1,2,30,40@7", "hero=point:10,12@7", "person"])  # each --subject is a subject
+    assert several.kind == "prompt" and [s.id for s in several.subjects] == ["s1", "hero", "s3"]
+    assert [s.kind for s in several.subjects] == ["prompt", "prompt", "person"]
     assert parse_subject("person").kind == "person"
     keys = parse_subject("point:4,5@260+box:1,2,30,40@120")  # key frames of one subject, in frame order
     assert [p.key_frame for p in keys.prompts] == [120, 260] and keys.prompt.box == (1, 2, 30, 40)
     for bad in ("box:1,2,3", "negpoint:1,2@3+point:4,5@6", "blob:1,2", "negpoint:1,1", "person+box:1,2,3,4",
-                "box:1,2,3,4@5+box:1,2,3,4@5"):
+                "box:1,2,3,4@5+box:1,2,3,4@5", ["a=person", "a=point:1,2"]):
         with pytest.raises(VfxError):
             parse_subject(bad)

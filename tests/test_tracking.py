@@ -124,3 +124,20 @@ def test_subject_found_again_after_a_full_occlusion(tmp_path, caplog):
     assert iou_after >= 0.85
     assert leak < 0.1
     assert "subject lost at frame" in caplog.text and "subject found again at frame" in caplog.text
+
+
+def test_two_subjects_get_a_matte_each_and_both_stay_untouched(tmp_path):
+    from clip_helpers import position, two_subject_clip
+
+    pattern, first, second = two_subject_clip(tmp_path)
+    px, py = position(0)
+    subjects = [f"player=box:{px - 4},{py - 4},118,128@0", "box:352,192,106,126@0"]  # the second is named s2
+    config = with_overrides(PipelineConfig(), {"segment.subject": subjects, "restyle.style": "night", "segment.feather_px": 0})
+    run_job(JobSpec(pattern, str(tmp_path / "o.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
+    mattes = read_all(tmp_path / "m.%04d.png")[1] > 127
+    source, output = read_all(pattern)[1], read_all(tmp_path / "o.%04d.png")[1]
+    iou_first, iou_second = mean_iou(mattes[..., 0], first), mean_iou(mattes[..., 1], second)
+    print(f"\ntwo subjects: red channel (player) IoU {iou_first:.3f}, green channel (s2) IoU {iou_second:.3f}")
+    assert iou_first >= 0.9 and iou_second >= 0.9 and not mattes[..., 2].any()
+    kept = mattes[..., 0] | mattes[..., 1]
+    assert np.array_equal(output[kept], source[kept])  # the restyle keeps both

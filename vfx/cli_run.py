@@ -24,7 +24,7 @@ STYLE_HELP = ("Look for the surroundings: " + "; ".join(f"{k} ({v})" for k, v in
 def run(
     input: str = typer.Argument(..., help="Video file (MP4, MOV, AVI, MKV...) or image sequence pattern like shot.%04d.exr."),
     output: str = typer.Option(..., "-o", "--output", help="Output .mp4/.mov/.mkv (H.264, audio kept) or sequence pattern like out.%04d.png / .exr (matte in alpha)."),
-    subject: Optional[list[str]] = typer.Option(None, "--subject", "-s", help="person | box:x,y,w,h@FRAME | point:x,y@FRAME | negpoint:x,y@FRAME; join prompts with + or repeat the option."),
+    subject: Optional[list[str]] = typer.Option(None, "--subject", "-s", help="person | box:x,y,w,h@FRAME | point:x,y@FRAME | negpoint:x,y@FRAME; join one subject's prompts (key frames too) with +; repeat the option for more subjects (NAME=... names one)."),
     style: Optional[str] = typer.Option(None, "--style", help=STYLE_HELP),
     style_image: Optional[str] = typer.Option(None, "--style-image", help="Paint the surroundings in the style of this picture (e.g. starry_night.jpg; neural restyle)."),
     preserve_colour: bool = typer.Option(False, "--preserve-colour", help="Neural restyle: the painting's strokes, the footage's colours."),
@@ -45,7 +45,7 @@ def run(
     face_backend: Optional[str] = typer.Option(None, "--face-backend", help="Face edits: auto | classic | onnx (ONNX models from the store)."),
     face_detector: Optional[str] = typer.Option(None, "--face-detector", help="Face boxes: mediapipe (default) | scrfd (insightface, non-commercial: needs --allow-noncommercial)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
-    feather: Optional[float] = typer.Option(None, "--feather", min=0.0, help="Matte edge feather in pixels (outward; the subject itself stays exact)."),
+    feather: Optional[float] = typer.Option(None, "--feather", min=0.0, help="Width in pixels of the soft alpha band at the matte's edge (0: hard; inside it stays exact)."),
     rejuvenate: Optional[float] = typer.Option(None, "--rejuvenate", min=0.0, max=1.0, help="De-age consented faces by this strength (needs --project and a grant)."),
     rejuvenate_hair: bool = typer.Option(False, "--rejuvenate-hair", help="With --rejuvenate: also darken grey hair, brows and beard near the face."),
     lipsync: Optional[str] = typer.Option(None, "--lipsync", help="Re-sync consented faces' lips to this audio file; the output carries it (needs --project and a grant)."),
@@ -86,6 +86,9 @@ def _run_with_progress(spec: JobSpec, quiet: bool) -> JobResult:
     if result.bad_frames:
         typer.echo(f"vfx: warning: {len(result.bad_frames)} frame(s) could not be decoded and were concealed "
                    f"with the previous good frame: {_ranges(result.bad_frames)}", err=True)
+    for report in result.reports.values():
+        if report.get("message"):
+            typer.echo(report["message"])
     if result.grant_ids:
         typer.echo(f"face edits under grants: {', '.join(result.grant_ids)}")
     if result.provenance:

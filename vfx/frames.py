@@ -44,6 +44,7 @@ class FrameBatch:
     matte: np.ndarray | None = None
     faces: list[list[Face]] | None = None
     source: np.ndarray | None = None  # untouched input frames, kept once a step edits `frames`
+    mattes: dict[str, np.ndarray] | None = None  # several subjects: each one's matte by id; `matte` is their union
 
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[-1] != 3:

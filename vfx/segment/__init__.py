@@ -7,6 +7,7 @@ from vfx.registry import Backend, BuildContext, build, choose, register
 from vfx.segment.person import PersonSegmenter
 from vfx.segment.prompt import PromptSegmenter
 from vfx.segment.prompts import SubjectSpec, parse_subject
+from vfx.segment.subjects import SubjectSet
 
 
 def _subject(config: PipelineConfig) -> SubjectSpec:
@@ -15,8 +16,10 @@ def _subject(config: PipelineConfig) -> SubjectSpec:
 
 def _takes(*kinds: str):
     def serves(config: PipelineConfig) -> str | None:
-        kind = _subject(config).kind
-        return None if kind in kinds else f"cannot take a {kind} subject"
+        spec = _subject(config)
+        if spec.subjects:
+            return "several subjects: the subjects backend builds one segmenter each (leave the segmenter on auto)"
+        return None if spec.kind in kinds else f"cannot take a {spec.kind} subject"
     return serves
 
 
@@ -47,6 +50,18 @@ def _sam_serves(config: PipelineConfig) -> str | None:
     return _takes("prompt", "person")(config)
 
 
+def _subjects(ctx: BuildContext) -> Step:
+    """Several --subject: each gets the backend auto picks for it alone, and its own matte."""
+    steps = {}
+    for spec in _subject(ctx.config).subjects:
+        segment = ctx.config.segment.model_copy(update={"subject": [spec.text], "backend": "auto"})
+        config = ctx.config.model_copy(update={"segment": segment})
+        steps[spec.id] = build(choose("segment", config, ctx.device), config, ctx.device)
+    return SubjectSet(steps)
+
+
+register(Backend("segment", "subjects", _subjects, licence="that of each subject's backend",
+                 serves=lambda config: None if _subject(config).subjects else "one subject", rank=1))
 register(Backend("segment", "sam", _sam, model_kind="sam", needs_gpu=True, serves=_sam_serves, rank=10))
 register(Backend("segment", "person", _person, licence="Apache-2.0 (mediapipe selfie segmentation, bundled)",
                  serves=_takes("person"), rank=50))

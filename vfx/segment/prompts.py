@@ -1,6 +1,7 @@
 """Subject prompts: ``person``, ``box:x,y,w,h@FRAME``, ``point:x,y@FRAME``, ``negpoint:x,y@FRAME``.
 
-Several prompts combine with ``+`` (or by repeating ``--subject``). Prompts on different frames
+Prompts of one subject join with ``+``; each ``--subject`` is a subject of its own, named
+``NAME=...`` or s1, s2, ... in order (one matte per subject). Prompts on different frames
 are key frames of the same subject (``box:...@120+point:...@260``): the tracker starts from the
 first and takes each later one afresh, e.g. after a cut or when it drifted. ``@FRAME`` defaults
 to the first frame of the range.
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from vfx.errors import VfxError
 
+_NAMED = re.compile(r"^([A-Za-z][\w-]*)=(.+)$")
 _PROMPT = re.compile(r"^(box|point|negpoint):([-\d.,\s]+?)(?:@(\d+))?$")
 
 
@@ -43,12 +45,38 @@ class SubjectSpec:
     kind: str  # "person" | "prompt" | "none"
     prompt: SubjectPrompt | None = None  # the first key frame's
     prompts: tuple[SubjectPrompt, ...] = ()  # every key frame's, in frame order (first frame's first)
+    id: str = "s1"
+    text: str = ""  # the --subject text it came from (without its name)
+    subjects: tuple[SubjectSpec, ...] = ()  # several subjects: each of them; kind is "prompt" if any is prompted
+
+
+def parse_subjects(texts: str | list[str] | None) -> list[SubjectSpec]:
+    """Each ``--subject`` text is one subject (``NAME=`` optional); ``+`` joins the prompts of one."""
+    subjects = []
+    for number, text in enumerate([texts] if isinstance(texts, str) else list(texts or []), start=1):
+        named = _NAMED.match(text.strip())
+        name, body = (named.group(1), named.group(2)) if named else (f"s{number}", text.strip())
+        spec = _parse_one(body)
+        subjects.append(SubjectSpec(spec.kind, spec.prompt, spec.prompts, name, body))
+    ids = [s.id for s in subjects]
+    if len(set(ids)) != len(ids):
+        raise VfxError(f"--subject: subject names must differ, got {', '.join(ids)}")
+    return subjects
 
 
 def parse_subject(texts: str | list[str] | None) -> SubjectSpec:
-    if not texts:
+    """One subject as it is, several as one spec listing them (``subjects``)."""
+    subjects = parse_subjects(texts)
+    if not subjects:
         return SubjectSpec("none")
-    parts = [p.strip() for t in ([texts] if isinstance(texts, str) else texts) for p in t.split("+") if p.strip()]
+    if len(subjects) == 1:
+        return subjects[0]
+    kind = "prompt" if any(s.kind == "prompt" for s in subjects) else "person"
+    return SubjectSpec(kind, subjects=tuple(subjects))
+
+
+def _parse_one(text: str) -> SubjectSpec:
+    parts = [p.strip() for p in text.split("+") if p.strip()]
     if parts == ["person"]:
         return SubjectSpec("person")
     if "person" in parts:

@@ -285,7 +285,11 @@ class FrameWriter:
 
 
 class MatteWriter:
-    """Writes the subject matte as a grayscale MP4 or a PNG/EXR sequence, atomically."""
+    """Writes the subject matte as a grayscale MP4 or a PNG/EXR sequence, atomically.
+
+    Several subjects (``batch.mattes``) go one per channel: the first red, the second green, the
+    third blue.
+    """
 
     def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange, lossless_rgb: bool = False):
         gray_info = VideoInfo(**{**info.__dict__, "audio_codec": None})
@@ -294,8 +298,14 @@ class MatteWriter:
     def write(self, batch: FrameBatch) -> None:
         if batch.matte is None:
             raise VfxError("--matte needs a subject matte, but no segmentation step ran")
-        gray = (np.clip(batch.matte, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        rgb = np.repeat(gray[..., None], 3, axis=-1)
+        if batch.mattes and len(batch.mattes) > 1:
+            if len(batch.mattes) > 3:
+                raise VfxError(f"--matte writes up to three subjects as red, green, blue; got {len(batch.mattes)}")
+            channels = list(batch.mattes.values()) + [np.zeros_like(batch.matte)] * (3 - len(batch.mattes))
+            rgb = (np.clip(np.stack(channels, axis=-1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        else:
+            gray = (np.clip(batch.matte, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            rgb = np.repeat(gray[..., None], 3, axis=-1)
         self.writer.write(FrameBatch(frames=rgb, indices=batch.indices, timestamps=batch.timestamps))
 
     def close(self) -> None:
