@@ -19,7 +19,6 @@ from serving.untrusted import Refused
 
 SMALL_BODY = 64 * 1024  # JSON bodies (consent grants, revocations) and forms without a file
 FORM_OVERHEAD = 256 * 1024  # multipart boundaries and the form fields around an uploaded file
-PAINTING_BYTES = 50 * 1024**2  # serving/web/routes.py's limit for a style painting
 
 
 @dataclass(frozen=True)
@@ -40,8 +39,8 @@ def rules_for(max_upload_bytes: int) -> list[Rule]:
         Rule("*", "/v1/jobs", (Role.operator,), SMALL_BODY),
         Rule("*", "/v1/consent/", (Role.rights_holder,), SMALL_BODY),
         Rule("*", "/metrics", (Role.admin,), 0),
+        # the web page's clip upload (serving/web/routes.py): as big as a job upload
         Rule("POST", "/web/api/clips", (Role.operator,), max_upload_bytes + FORM_OVERHEAD),
-        Rule("POST", "/web/api/paintings", (Role.operator,), PAINTING_BYTES + FORM_OVERHEAD),
     ]
 
 

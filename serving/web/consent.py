@@ -14,18 +14,17 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.auth import Principal, Role
-from serving.consent_api import subjects_of_principal
 from serving.web.routes import clip_path, frame_cache, principal_of
 from serving.web.clips import video_info
-from vfx.consent.keys import key_id, load_private_key
+from vfx.consent.keys import key_id, load_private_key, load_public_key_text, public_key_text
 from vfx.consent.ledger import read_entries
-from vfx.consent.state import ConsentState
 from vfx.consent.store import ConsentStore
 from vfx.consent.subjects import enroll
 from vfx.consent.verify import verify_store
 from vfx.errors import VfxError
 
-LEDGER_KINDS = ("subject.", "grant.", "authority.")  # jobs and per-shot gate decisions are the operators' business
+LEDGER_KINDS = ("subject.", "authority.", "grant.")  # jobs and per-shot gate decisions are the operators' business
+SIGNER_FIELDS = ("signer_key", "issuer_key", "revoker_key")
 FACE_MARGIN = 0.15  # a click this far (of the face's size) outside a detected face still picks it
 
 
@@ -57,14 +56,14 @@ def face_at(boxes: list[tuple[float, float, float, float]], x: float, y: float):
     return min(hits, key=lambda b: b[2] * b[3]) if hits else None
 
 
-def server_held_key(request: Request, principal: Principal):
-    """Enrolment is signed by the holder, who becomes the subject's authority: the page can enrol only
-    for a holder whose key the service holds (convenience mode); others sign on their side."""
-    path = request.app.state.keys.ring_now().signing_keys.get(principal.name)
-    if path is None:
-        raise VfxError(f"the service holds no signing key for {principal.name}: enrol with `vfx consent enroll NAME "
-                       "--from CLIP --key HOLDER.key -o enrol.json` and POST it to /v1/consent/subjects")
-    return load_private_key(path)
+def holder_key_id(request: Request, principal: Principal) -> str:
+    """The key id of the holder's public key (keys file ``public_key``, or the server-held signing key)."""
+    ring = request.app.state.keys.ring_now()
+    if principal.name in ring.public_keys:
+        return key_id(load_public_key_text(ring.public_keys[principal.name]))
+    if principal.name in ring.signing_keys:
+        return key_id(public_key_text(load_private_key(ring.signing_keys[principal.name]).public_key()))
+    raise HTTPException(403, f"no public key is configured for {principal.name} (keys file: public_key)")
 
 
 def consent_web_router() -> APIRouter:
@@ -73,6 +72,10 @@ def consent_web_router() -> APIRouter:
     @router.post("/enrol", status_code=201)
     async def enrol(body: EnrolRequest, request: Request, principal: Holder) -> dict[str, Any]:
         """Enrol ``name`` from the faces clicked on frames of a clip: each click picks the face under it."""
+        key_path = request.app.state.keys.ring_now().signing_keys.get(principal.name)
+        if key_path is None:  # the enrolment is signed by its first authority: the service must hold the key
+            raise HTTPException(403, f"the service holds no signing key for {principal.name}: enrol on your side "
+                                     "with `vfx consent enroll` and upload the signed document")
         path = clip_path(request, body.clip)
         info = video_info(path)
         cache = frame_cache(request)
@@ -93,33 +96,26 @@ def consent_web_router() -> APIRouter:
             frames = ",".join(str(c.frame) for c in body.clicks)
             entry = enroll(ConsentStore(request.app.state.consent_db), body.name, np.stack(embeddings),
                            f"{path.name} frames {frames} (clicked by {principal.name} in the web page)", backend.stored,
-                           key=server_held_key(request, principal))
+                           key=load_private_key(key_path))
             return {"subject": body.name, "references": len(embeddings), "faces": faces, "ledger_seq": entry.seq}
         return await asyncio.to_thread(work)
 
     @router.get("/ledger")
     def ledger(request: Request, principal: Holder) -> dict[str, Any]:
-        """The ledger's entries about the holder's own subjects, newest first, and whether the whole chain verifies."""
+        """The entries this holder signed (admin: every subject, authority and grant entry), newest
+        first, and whether the whole chain verifies."""
+        mine = None if principal.role is Role.admin else holder_key_id(request, principal)
         store = ConsentStore(request.app.state.consent_db)
         with store.session() as session:
             entries, head = read_entries(session)
         report = verify_store(store)
-        mine = subjects_of_principal(request, principal, ConsentState.replay(entries))  # None: admin sees all
         shown = [{"seq": e.seq, "ts": e.ts, "kind": e.kind, "hash": e.hash, "about": about(e.kind, e.data)}
                  for e in reversed(entries) if e.kind.startswith(LEDGER_KINDS)
-                 and (mine is None or subject_of(e.data) in mine)]
+                 and (mine is None or mine in {e.data.get(k) for k in SIGNER_FIELDS})]
         return {"ok": report.ok, "entries": report.entries, "head": report.head, "problems": report.problems,
                 "shown": shown}
 
     return router
-
-
-def subject_of(data: dict[str, Any]) -> str | None:
-    """The subject a signed consent entry is about."""
-    for name in ("enrolment", "authority", "grant", "revocation"):
-        if isinstance(data.get(name), dict):
-            return data[name].get("subject")
-    return data.get("subject")
 
 
 def about(kind: str, data: dict[str, Any]) -> str:
@@ -132,10 +128,11 @@ def about(kind: str, data: dict[str, Any]) -> str:
         revocation = data.get("revocation", {})
         reason = f": {revocation['reason']}" if revocation.get("reason") else ""
         return f"grant {revocation.get('grant_id')} revoked{reason}"
+    if kind == "subject.enrolled":
+        enrolment = data.get("enrolment", data)
+        return (f"{enrolment.get('subject')} enrolled: {enrolment.get('references', '?')} reference faces from "
+                f"{enrolment.get('source', '?')}")
     if kind == "authority.changed":
-        change = data.get("authority", {})
-        return f"{change.get('subject')}: authority {change.get('action')} {key_id(change['key']) if change.get('key') else '?'}"
-    if kind.startswith("subject."):
-        data = data.get("enrolment", data)  # signed enrolments carry the document
-        return f"{data.get('subject')} {kind.split('.', 1)[1]}: {data.get('references', '?')} reference faces from {data.get('source', '?')}"
+        authority = data.get("authority", {})
+        return f"{authority.get('subject')}: authority {authority.get('action')} {str(authority.get('key', ''))[:16]}…"
     return kind
