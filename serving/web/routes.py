@@ -26,7 +26,6 @@ from serving.web import preview
 from serving.web.clips import FrameCache, clips_under, video_info
 from serving.web.session import (clearing_cookie_headers, cookie_headers, is_tls, new_session, same_origin, seal,
                                  session_secret)
-from vfx.errors import VfxError
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_BLOCK = 1 << 20
