@@ -40,7 +40,8 @@ class Appearance:
         everything = _histogram(hsv, np.ones(hsv.shape[:2], bool))
         prior = min(0.5, self.area / float(hsv.shape[0] * hsv.shape[1]))
         ratio = np.clip(self.subject * prior / (everything + 1e-6), 0.0, 1.0)
-        return cv2.calcBackProject([hsv], [0, 1], ratio.astype(np.float32), RANGES, 1.0)
+        # The back projection of a uint8 image is uint8: project the ratio in 1/255 steps, not truncated to 0/1.
+        return cv2.calcBackProject([hsv], [0, 1], (ratio * 255).astype(np.float32), RANGES, 1.0).astype(np.float32) / 255.0
 
     def score(self, rgb: np.ndarray, mask: np.ndarray) -> float:
         """Mean P(subject | colour) over a mask: how much it still looks like the subject."""

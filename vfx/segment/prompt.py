@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 
-UNLIKE_FRAMES = 4  # tracked frames in a row that must not look like the subject before it counts as lost
+UNLIKE_FRAMES = 3  # tracked frames in a row that must not look like the subject before it counts as lost
 
 
 @dataclass
@@ -213,10 +213,12 @@ class PromptSegmenter(Step):
         if state.appearance is None:
             return mask
         small = mask.sum() < 0.15 * state.appearance.area
-        state.unlike = state.unlike + 1 if state.appearance.score(rgb, mask) < 0.5 * state.key_score else 0
-        # Colour alone is noisy on a small or dark subject (a few hundred pixels, unstable hue): only a
-        # run of unlike frames means the mask slid off it; shrinking away is decisive at once.
-        if small or state.unlike >= UNLIKE_FRAMES:
+        score = state.appearance.score(rgb, mask) / max(state.key_score, 1e-6)
+        state.unlike = state.unlike + 1 if score < 0.5 else 0
+        # Colour alone is noisy on a small or dark subject (a few hundred pixels, unstable hue): a mask
+        # that looks somewhat unlike it must stay so for a run of frames; shrinking away, or looking
+        # nothing like it (slid onto an occluder), is decisive at once.
+        if small or score < 0.25 or state.unlike >= UNLIKE_FRAMES:
             state.lost_at, state.unlike = number, 0
             log.info("subject lost at frame %d (%s): looking for it by its key-frame appearance", number,
                      "occluded or gone" if small else "the tracked region no longer looks like it")
