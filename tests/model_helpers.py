@@ -142,10 +142,10 @@ def tiny_sam2_config():
         mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=256)
 
 
-def tiny_sam2(root: Path, name: str = "sam2_tiny", seed: int = 0) -> dict:
+def tiny_sam2(root: Path, name: str = "sam2_tiny", seed: int = 0) -> tuple[dict, Path]:
     """A randomly initialised Sam2VideoModel + Sam2VideoProcessor saved as a transformers folder in
-    ``<root>/<name>-published``, like facebook/sam2.1-hiera-*; returns its manifest entry (no pinned
-    hashes, like the real ones: import it and the store records them)."""
+    ``<root>-<name>-published``, like facebook/sam2.1-hiera-*; returns its manifest entry (no pinned
+    hashes, like the real ones: import the folder and the store records them) and the folder."""
     from transformers import Sam2ImageProcessorFast, Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
 
     torch.manual_seed(seed)

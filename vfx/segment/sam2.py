@@ -78,7 +78,7 @@ def prune(session: Sam2VideoInferenceSession, frame_idx: int, num_maskmem: int, 
     """
     if session.processed_frames is not None:
         session.processed_frames.pop(frame_idx, None)
-    session.cache._vision_features.pop(frame_idx, None)  # noqa: SLF001 (the cache has no per-frame removal)
+    session.cache._vision_features.pop(frame_idx, None)  # the cache has no per-frame removal
     for obj_idx, outputs in session.output_dict_per_obj.items():
         tracked = outputs["non_cond_frame_outputs"]
         for number in list(tracked):
@@ -98,7 +98,7 @@ def session_size(session: Sam2VideoInferenceSession) -> dict[str, int]:
     outputs = [o for per_obj in session.output_dict_per_obj.values()
                for kind in ("cond_frame_outputs", "non_cond_frame_outputs") for o in per_obj[kind].values()]
     return {"memories": sum(1 for o in outputs if "maskmem_features" in o), "outputs": len(outputs),
-            "pixels": len(session.processed_frames or {}), "features": len(session.cache._vision_features)}  # noqa: SLF001
+            "pixels": len(session.processed_frames or {}), "features": len(session.cache._vision_features)}
 
 
 @dataclass
