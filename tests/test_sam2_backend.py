@@ -1,6 +1,6 @@
 """SAM 2.1 video backend with a tiny randomly initialised Sam2VideoModel, saved as a transformers folder,
 imported into a store (hashes recorded at import, as for the real checkpoints) and loaded by the
-product's loader. Every frame goes through the real model (a few seconds each on this shared CPU),
+product's loader. Every frame goes through the real model (up to a few seconds each on this shared CPU under load),
 so the clip is seven 128x96 frames; the module runs the segmenter three times over it (batch 3,
 batch 1, and plain transformers streaming without pruning) because the pruning and batching
 invariants need that many frames to mean anything. No GPU here: "cuda" is only planned, never run.
@@ -156,3 +156,23 @@ def test_auto_picks_sam2_on_a_gpu_only(tmp_path, published, monkeypatch):
     assert plan(prompted, "cpu").get("segment").backend == "prompt"
     person = PipelineConfig(segment=SegmentConfig(subject=["person"]))
     assert plan(person, "cuda").get("segment").backend != "sam2"  # SAM 2 needs a prompt
+
+
+def test_a_later_key_frame_prompts_afresh(sam2, clip):
+    """``box@0+point@3``: frame 3 takes its prompt as a new conditioning frame (as a click on a later
+    frame does in SAM 2's demo), so its matte is what that prompt alone gives; both stay in memory."""
+    def run(subject, frames):
+        step = Sam2VideoSegmenter(parse_subject(subject).prompts, sam2, feather_px=0)
+        shot = ShotState(frames.shape[2], frames.shape[1], 25.0, 0, len(frames) - 1)
+        step.prepare(shot, None)
+        numbers = np.arange(len(frames))
+        matte = step(FrameBatch(frames.copy(), numbers, numbers / 25.0), shot).matte
+        return matte, step.finish(shot)
+
+    both, report = run(f"{BOX}@0+point:60,40@3+negpoint:10,10@3", clip[:5])
+    alone, _ = run("point:60,40@0+negpoint:10,10@0", clip[3:4])
+    assert report["key_frames"] == [0, 3]
+    assert np.array_equal(both[3], alone[0])
+    tracked, _ = run(f"{BOX}@0", clip[:5])
+    assert not np.array_equal(tracked[3], alone[0])  # without the second key frame, frame 3 is tracked instead
+    assert report["largest_session"]["memories"] <= sam2.model.config.num_maskmem + 2
