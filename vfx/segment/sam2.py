@@ -21,7 +21,7 @@ import torch
 from transformers import Sam2VideoModel, Sam2VideoProcessor
 from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
 
-from vfx.devices import torch_dtype
+from vfx.devices import chunk_limit, run_chunked, torch_dtype
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
 from vfx.matte import soft_edge
@@ -117,6 +117,7 @@ class Sam2State:
     forward: Direction
     backward: Spool | None = field(default=None, repr=False)  # hard masks of the frames before the first key frame
     first_frame: int = 0
+    limit: int = 1  # frames per image-encoder pass; halved on out-of-memory
     empty_frames: int = 0
     lost: list[int] = field(default_factory=list)
     found: list[int] = field(default_factory=list)
@@ -135,6 +136,9 @@ class Sam2VideoSegmenter(Step):
         config = sam2.model.config
         self.num_maskmem = int(config.num_maskmem)
         self.max_pointers = int(config.max_object_pointers_in_encoder)
+        backbone = config.vision_config.backbone_config
+        tokens = (config.image_size // 4) ** 2  # Hiera's first stage, the largest activations
+        self.bytes_per_frame = tokens * backbone.embed_dim_per_stage[0] * 2 * 48
 
     # -- shot lifecycle -------------------------------------------------------------------
     def prepare(self, shot: ShotState, frames: FrameSource | None) -> None:
@@ -143,7 +147,8 @@ class Sam2VideoSegmenter(Step):
             prompt.check_inside(shot.width, shot.height, shot.first_frame, shot.last_frame)
             prompts[prompt.key_frame if prompt.key_frame is not None else shot.first_frame] = prompt
         first_key = min(prompts)
-        state = Sam2State(first_key, prompts, Direction(new_session(self.sam2)), first_frame=shot.first_frame)
+        state = Sam2State(first_key, prompts, Direction(new_session(self.sam2)), first_frame=shot.first_frame,
+                          limit=chunk_limit(self.sam2.device, self.bytes_per_frame, 64))
         shot.steps[self.name] = state
         if first_key == shot.first_frame:
             return
@@ -196,7 +201,11 @@ class Sam2VideoSegmenter(Step):
         sam2, session = self.sam2, track.session
         inputs = sam2.processor(images=list(rgbs), return_tensors="pt")
         pixels = inputs.pixel_values.to(sam2.device, sam2.dtype)
-        features, positions, _, _ = sam2.model.get_image_features(pixels)
+        parts, state.limit = run_chunked(lambda part: sam2.model.get_image_features(pixels[part])[:2], len(rgbs),
+                                         state.limit, what="sam2 image encoder")
+        # each level is [H*W, frames, C]: the chunks join along the frame axis
+        features, positions = ([torch.cat([part[k][level] for part in parts], dim=1) for level in range(len(parts[0][k]))]
+                               for k in (0, 1))
         session.cache.max_vision_features_cache_size = max(session.cache.max_vision_features_cache_size, len(rgbs))
         height, width = rgbs[0].shape[:2]
         out = []
