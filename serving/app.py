@@ -82,10 +82,11 @@ def require(*roles: Role):
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 api.include_router(consent_router(require))
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+# Middleware added later runs first: the guard is added before the web page's SessionAuth so that
+# SessionAuth turns a session cookie into X-API-Key before the guard checks the key.
+api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
 mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
 
-
-api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
 
 
 @api.middleware("http")
@@ -176,6 +177,10 @@ class Gateway:
                      config: Annotated[str, Form(description="PipelineConfig as JSON")] = "{}",
                      frames: Annotated[str | None, Form(description="FIRST-LAST, inclusive")] = None,
                      matte: Annotated[bool, Form()] = False,
+                     style_picture: Annotated[UploadFile | None, File(description="a style picture (JPEG, PNG, WebP); "
+                                                                       "or restyle.style_image under the input roots")] = None,
+                     dub_audio: Annotated[UploadFile | None, File(description="dub audio for lipsync; "
+                                                                   "or face.lipsync under the input roots")] = None,
                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
         """Submit a shot. The same Idempotency-Key again returns the first job instead of a new one."""
         pipeline = parse_job_config(config, self.settings.consent_db, self.settings.input_roots)
@@ -185,16 +190,17 @@ class Gateway:
         await asyncio.to_thread(self.admission.check, principal.name, incoming)
         job_dir = new_job_dir(self.settings)
         try:
-            return await self._accept(principal, response, file, path, pipeline, frames, matte, idempotency_key, job_dir)
+            return await self._accept(principal, response, file, path, pipeline, frames, matte, idempotency_key, job_dir,
+                                      {"style_image": style_picture, "lipsync": dub_audio})
         except BaseException:
             discard(job_dir)  # a refused or failed submission leaves no file behind
             raise
 
     async def _accept(self, principal: Principal, response: Response, file: UploadFile | None, path: str | None,
                       pipeline: PipelineConfig, frames: str | None, matte: bool, idempotency_key: str | None,
-                      job_dir: Path) -> dict[str, Any]:
+                      job_dir: Path, side_uploads: dict[str, UploadFile | None]) -> dict[str, Any]:
         staged, report = await stage_shot(file, path, job_dir, self.settings)
-        pipeline, side_hashes = await stage_side_inputs(pipeline, job_dir, self.settings)
+        pipeline, side_hashes = await stage_side_inputs(pipeline, job_dir, self.settings, side_uploads)
         # refuses a config with nothing to do or an unknown style; opens side inputs only once they passed the probe
         await asyncio.to_thread(build_steps, pipeline, "cpu")
         frame_range = parse_frame_range(frames, await asyncio.to_thread(probe, staged.path))

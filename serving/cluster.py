@@ -101,7 +101,7 @@ def check_nodes(settings: ServeSettings) -> list[dict[str, Any]]:
 
 
 def chunk_node_path(job_dir: Path, index: int) -> Path:
-    return Path(job_dir) / "chunks" / f"chunk-{index:05d}.node.json"
+    return Path(job_dir) / "nodes" / f"chunk-{index:05d}.json"  # not under chunks/: that goes after assembly
 
 
 def record_chunk_node(job_dir: Path, index: int, attempt: int) -> None:
@@ -111,6 +111,7 @@ def record_chunk_node(job_dir: Path, index: int, attempt: int) -> None:
     import ray
 
     path = chunk_node_path(job_dir, index)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps({"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname(),
                                "pid": os.getpid(), "attempt": attempt}))

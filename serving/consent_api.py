@@ -56,6 +56,23 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
         raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
 
 
+def principal_public_key(request: Request, principal: Principal) -> str:
+    """A rights holder's public key (keys file ``public_key``, or that of their server-held ``signing_key``)."""
+    ring = request.app.state.keys.ring_now()
+    if principal.name in ring.public_keys:
+        return load_public_key_text(ring.public_keys[principal.name])
+    if principal.name in ring.signing_keys:
+        return public_key_text(load_private_key(ring.signing_keys[principal.name]).public_key())
+    raise HTTPException(403, f"no public key is configured for {principal.name} (keys file: public_key)")
+
+
+def subjects_of_principal(request: Request, principal: Principal, state: ConsentState) -> set[str] | None:
+    """Names of the subjects this principal speaks for now; None for admin (all)."""
+    if principal.role is Role.admin:
+        return None
+    return set(state.subjects_of(principal_public_key(request, principal)))
+
+
 def consent_router(require_role) -> APIRouter:
     router = APIRouter(prefix="/v1/consent", tags=["consent"])
     Holder = Annotated[Principal, Depends(require_role(Role.rights_holder))]
@@ -72,20 +89,8 @@ def consent_router(require_role) -> APIRouter:
                                 "(vfx consent ... --key HOLDER.key -o FILE) and POST the signed document")
         return load_private_key(path)
 
-    def holder_key(request: Request, principal: Principal) -> str:
-        """The principal's public key: their documents must carry it."""
-        ring = request.app.state.keys.ring_now()
-        if principal.name in ring.public_keys:
-            return load_public_key_text(ring.public_keys[principal.name])
-        if principal.name in ring.signing_keys:
-            return public_key_text(load_private_key(ring.signing_keys[principal.name]).public_key())
-        raise HTTPException(403, f"no public key is configured for {principal.name} (keys file: public_key)")
-
-    def mine(request: Request, principal: Principal, state: ConsentState) -> set[str] | None:
-        """Names of the subjects this principal speaks for now; None for admin (all)."""
-        if principal.role is Role.admin:
-            return None
-        return set(state.subjects_of(holder_key(request, principal)))
+    holder_key = principal_public_key
+    mine = subjects_of_principal
 
     def own_subject(request: Request, principal: Principal, state: ConsentState, subject: str) -> None:
         subjects = mine(request, principal, state)

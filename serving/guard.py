@@ -39,6 +39,8 @@ def rules_for(max_upload_bytes: int) -> list[Rule]:
         Rule("*", "/v1/jobs", (Role.operator,), SMALL_BODY),
         Rule("*", "/v1/consent/", (Role.rights_holder,), SMALL_BODY),
         Rule("*", "/metrics", (Role.admin,), 0),
+        # the web page's clip upload (serving/web/routes.py): as big as a job upload
+        Rule("POST", "/web/api/clips", (Role.operator,), max_upload_bytes + FORM_OVERHEAD),
     ]
 
 

@@ -44,7 +44,7 @@ def _suffix(name: str | None) -> str:
     return suffix if suffix[1:].isalnum() else ""
 
 
-async def receive_upload(file: UploadFile, job_dir: Path, max_bytes: int) -> Staged:
+async def receive_upload(file: UploadFile, job_dir: Path, max_bytes: int, name: str = INPUT_PREFIX) -> Staged:
     """Copy the (already spooled) upload into the job folder, hashing it; Refused(413) past ``max_bytes``."""
     if file.size is not None and file.size > max_bytes:
         raise Refused(413, f"upload is {file.size} bytes; the limit is {max_bytes}")
@@ -57,7 +57,7 @@ async def receive_upload(file: UploadFile, job_dir: Path, max_bytes: int) -> Sta
                 raise Refused(413, f"upload is larger than the limit of {max_bytes} bytes")
             digest.update(block)
             await asyncio.to_thread(out.write, block)
-    final = job_dir / f"{INPUT_PREFIX}{_suffix(file.filename)}"
+    final = job_dir / f"{name}{_suffix(file.filename)}"
     staging.replace(final)
     return Staged(final, digest.hexdigest(), size)
 
@@ -92,17 +92,25 @@ async def stage_shot(file: UploadFile | None, path: str | None, job_dir: Path, s
     return staged, report
 
 
-async def stage_side_inputs(config: PipelineConfig, job_dir: Path, settings: ServeSettings) -> tuple[PipelineConfig, dict[str, str]]:
-    """Copy and probe the style picture and dub audio a config names; the config then names the copies.
-    Returns the new config and each side input's sha256."""
+async def stage_side_inputs(config: PipelineConfig, job_dir: Path, settings: ServeSettings,
+                            uploads: dict[str, UploadFile | None] | None = None) -> tuple[PipelineConfig, dict[str, str]]:
+    """Bring in the style picture and dub audio, uploaded (``uploads``: {"style_image": file, "lipsync": file})
+    or named in the config under the input roots; each is copied, hashed and probed, and the config then
+    names the copy. Returns the new config and each side input's sha256."""
+    named = side_inputs(config)
     replaced: dict[str, str] = {}
     hashes: dict[str, str] = {}
-    for what, path in side_inputs(config).items():
+    for what, upload in (uploads or {}).items():
+        if upload is None:
+            continue
+        if what in named:
+            raise Refused(422, f"{what}: give it in the config or as an upload, not both")
+        staged = await receive_upload(upload, job_dir, settings.limits.max_bytes, what)
+        await _probe_side_input(staged, what, settings)
+        replaced[what], hashes[what] = str(staged.path), staged.sha256
+    for what, path in named.items():
         staged = await asyncio.to_thread(copy_named, path, settings.input_roots, job_dir / what, what)
-        try:
-            await asyncio.to_thread(probe_untrusted, staged.path, settings.limits, PROBE_KIND[what])
-        except Refused as refused:
-            raise Refused(refused.status, f"{what}: {refused.reason}") from None
+        await _probe_side_input(staged, what, settings)
         replaced[what], hashes[what] = str(staged.path), staged.sha256
     if not replaced:
         return config, hashes
@@ -112,6 +120,13 @@ async def stage_side_inputs(config: PipelineConfig, job_dir: Path, settings: Ser
     if "lipsync" in replaced:
         data["face"]["lipsync"] = replaced["lipsync"]
     return PipelineConfig.model_validate(data), hashes
+
+
+async def _probe_side_input(staged: Staged, what: str, settings: ServeSettings) -> None:
+    try:
+        await asyncio.to_thread(probe_untrusted, staged.path, settings.limits, PROBE_KIND[what])
+    except Refused as refused:
+        raise Refused(refused.status, f"{what}: {refused.reason}") from None
 
 
 def discard(job_dir: Path) -> None:

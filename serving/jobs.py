@@ -24,11 +24,13 @@ from serving.retention import drop_intermediates, sweep
 from serving.logs import job_logger
 from serving.settings import load_settings
 from serving.store import Chunk, JobStore
-from serving.tracking import needs_tracking, render_config, track_shot
+from serving.tracking import mattes_dir, needs_tracking, render_config, track_shot
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
+from vfx.segment.stored import MatteStore
 
 PROGRESS_EVERY_S = 0.5
+TRACKING_POLL_S = 0.5
 
 
 def job_outputs(job: dict[str, Any]) -> tuple[Path, Path | None, Path]:
@@ -250,13 +252,16 @@ class JobManager:
                                                               jobs.chunk_frames, jobs.overlap_frames))
         if job["state"] != "queued":
             await self._distrust_broken_chunks(job, chunks, log)
-        if needs_tracking(config) and any(c.state != "done" for c in chunks):
-            await self._with_retries(lambda: self.workers.track.remote(job_id), "tracking pass", log)
-            if self.store.state_of(job_id) != "running":
-                log.info("job %s during the tracking pass", self.store.state_of(job_id))
-                return
         limit = asyncio.Semaphore(jobs.max_parallel_chunks)
-        await asyncio.gather(*(self._render_with_retries(chunk, limit, log) for chunk in chunks))
+        if needs_tracking(config) and any(c.state != "done" for c in chunks):
+            # Phase one runs on one worker; each chunk renders as soon as the mattes of its frames are stored.
+            tracking = asyncio.ensure_future(
+                self._with_retries(lambda: self.workers.track.remote(job_id), "tracking pass", log))
+            mattes = MatteStore(mattes_dir(Path(job["job_dir"])))
+            await asyncio.gather(tracking, *(self._render_when_tracked(chunk, mattes, tracking, limit, log)
+                                             for chunk in chunks))
+        else:
+            await asyncio.gather(*(self._render_with_retries(chunk, limit, log) for chunk in chunks))
         if self.store.state_of(job_id) == "cancelled":
             log.info("job cancelled")
             await asyncio.to_thread(drop_intermediates, job)
@@ -283,6 +288,15 @@ class JobManager:
             if not current.leased(time.time()):
                 return current
             await asyncio.sleep(min(1.0, self.settings.jobs.lease_s / 4))
+
+    async def _render_when_tracked(self, chunk: Chunk, mattes: MatteStore, tracking: asyncio.Future,
+                                   limit: asyncio.Semaphore, log: logging.LoggerAdapter) -> None:
+        """The tracking pass stores mattes in frame order, so the chunk's last frame stored means all of them."""
+        while not mattes.has(chunk.last) and mattes.completed() is None:
+            if tracking.done() or self.store.state_of(chunk.job_id) != "running":
+                return  # the tracking pass failed (gather reports it) or the job was cancelled
+            await asyncio.sleep(TRACKING_POLL_S)
+        await self._render_with_retries(chunk, limit, log)
 
     async def _render_with_retries(self, chunk: Chunk, limit: asyncio.Semaphore, log: logging.LoggerAdapter) -> None:
         async with limit:

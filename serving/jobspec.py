@@ -27,6 +27,7 @@ class BoundedSegment(SegmentConfig):
     feather_px: float = Field(6.0, ge=0, le=64)
     person_tile_px: int = Field(256, ge=0, le=2048)
     model: str | None = Name
+    stored_mattes: None = Field(None, description="set by the service's own tracking pass, never by a client")
 
 
 class BoundedRestyle(RestyleConfig):
@@ -57,6 +58,7 @@ class BoundedConsent(ConsentConfig):
 
 class BoundedOutput(OutputConfig):
     preset: X264_PRESET = "veryfast"
+    lossless_rgb: Literal[False] = Field(False, description="for the service's chunk intermediates only")
 
 
 class ServiceJobConfig(PipelineConfig):

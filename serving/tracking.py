@@ -3,7 +3,8 @@
 A box or clicks on a key frame (or SAM 2) can only be tracked through the shot in order, so
 one worker walks the whole shot once and stores every frame's matte on shared storage
 (``vfx.segment.stored.MatteStore`` under the job folder); phase two renders chunks in parallel
-on any node, replaying those mattes (``render_config``). The tracker's state is checkpointed
+on any node, replaying those mattes (``render_config``), each chunk as soon as the mattes of its
+frames are stored, while the pass tracks on. The tracker's state is checkpointed
 after every batch, once that batch's mattes are durable, so a pass that dies resumes at the
 next frame; the tracker seeds its randomness per frame, so a resumed pass stores the very
 mattes an uninterrupted one would.

@@ -125,7 +125,7 @@ def still_consent(tmp: Path, subjects: dict[str, np.ndarray], operations: tuple[
     now = datetime.now(timezone.utc)
     grant_id = ""
     for name, image in subjects.items():
-        enroll(store, name, embed_faces(image, detect_faces(image)[:1]), f"{name}.jpg")
+        enroll(store, name, embed_faces(image, detect_faces(image)[:1]), f"{name}.jpg", key=holder)
         grant_id = issue_grant(store, holder, name, PROJECT, list(operations), now - timedelta(days=1),
                                now + timedelta(days=30)).grant_id
     return Consent(url, store, holder, {key_id(public): public}, grant_id)

@@ -257,3 +257,13 @@ def test_uploads_round_trip_through_json(studio: Studio, tmp_path: Path) -> None
     upload["document"]["subject"] = "hal2"
     with pytest.raises(VfxError, match="signature does not verify"):
         record_upload(studio.store, upload)
+
+
+def test_a_malformed_grant_forced_into_the_ledger_is_refused_not_a_crash(studio: Studio) -> None:
+    body = {"type": documents.GRANT, "subject": "megamind", "subject_digest": subject_digest(studio.store, "megamind"),
+            "operations": ["rejuvenate"], "issuer": PUBLIC[0], "issued_at": ledger.utc_now()}  # no project, no validity
+    forged = documents.sign(studio.holder, {**body, "grant_id": documents.grant_id_of(body)})
+    with studio.store.session() as session:
+        ledger.append(session, "grant.issued", {"grant": forged.document, "signature": forged.signature})
+    assert studio.decide("megamind").grant_id == studio.grant.grant_id  # the genuine grant still counts
+    assert any(p.startswith("entry 4 (grant.issued): grant g-") and "incomplete or malformed" in p for p in studio.problems())

@@ -37,12 +37,13 @@ def build_chain(items: list[dict]) -> tuple[list[LedgerEntry], tuple[int, str]]:
 chains = st.lists(payloads, min_size=2, max_size=12).map(build_chain)
 
 
+@settings(deadline=None)  # no timing assertions: the test machine is shared
 @given(chains)
 def test_an_untouched_chain_verifies(chain) -> None:
     assert find_chain_problem(*chain) is None
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(chains, st.data())
 def test_an_edited_entry_is_found(chain, data) -> None:
     entries, head = chain
@@ -56,7 +57,7 @@ def test_an_edited_entry_is_found(chain, data) -> None:
     assert problem is not None and problem.position == i
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(chains, st.data())
 def test_a_deleted_entry_is_found(chain, data) -> None:
     entries, head = chain
@@ -65,7 +66,7 @@ def test_a_deleted_entry_is_found(chain, data) -> None:
     assert problem is not None and problem.position == i and problem.seq == (i + 2 if i < len(entries) - 1 else i + 1)
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(chains, st.data())
 def test_swapped_entries_are_found(chain, data) -> None:
     entries, head = chain
@@ -77,7 +78,7 @@ def test_swapped_entries_are_found(chain, data) -> None:
     assert problem is not None and problem.position == i
 
 
-@settings(max_examples=100)
+@settings(max_examples=100, deadline=None)
 @given(chains, st.data(), payloads)
 def test_an_inserted_entry_is_found(chain, data, payload) -> None:
     """Even a forged entry that links correctly to its predecessor breaks the chain right after it."""
@@ -126,3 +127,22 @@ def test_truncating_the_tail_is_found(tmp_path: Path) -> None:
         connection.exec_driver_sql("DELETE FROM consent_ledger WHERE seq = 4")
     report = verify_store(store)
     assert report.broken_seq == 4 and "removed" in report.problems[0]
+
+
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8),
+                                     st.floats(allow_nan=False, allow_infinity=False)),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+                           max_leaves=8)
+
+
+@settings(deadline=None)  # no timing assertions: the test machine is shared
+@given(st.dictionaries(st.text(max_size=6), json_values, max_size=4), st.text(max_size=12), st.integers(1, 10**9))
+def test_entry_hash_is_the_sha256_of_the_canonical_entry(payload, kind, seq) -> None:
+    """The ledger hashes the stored canonical payload spliced into the entry; that must be exactly
+    the sha256 of the canonical JSON of the whole entry, the definition chains were written with."""
+    from vfx.consent.canonical import digest_of
+
+    text = canonical_json(payload).decode()
+    expected = digest_of({"seq": seq, "ts": "2026-01-01T00:00:00.000000Z", "kind": kind, "payload": json.loads(text),
+                          "prev": GENESIS_HASH})
+    assert entry_hash(seq, "2026-01-01T00:00:00.000000Z", kind, text, GENESIS_HASH) == expected

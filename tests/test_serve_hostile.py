@@ -230,3 +230,44 @@ def test_concealed_frames_of_a_damaged_upload_are_on_the_job_and_in_the_manifest
     # vfx's reader numbers frames by decode count, so the three lost frames show at the end of the file
     assert job["concealed"]["frames"] == [792, 793, 794] == manifest["concealed"]["frames"]
     assert manifest["concealed"]["packets"] == 3 and manifest["output"]["frames"] == 15
+
+
+def dimension_bomb_png(path: Path) -> Path:
+    """A 1x1 PNG whose header claims 30000x30000 (3.6 GB of RGB once decoded)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4:ihdr + 12] = struct.pack(">II", 30000, 30000)
+    data[ihdr + 17:ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr:ihdr + 17])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_style_picture_upload_is_probed_before_it_is_used(app, tmp_path):
+    bomb = dimension_bomb_png(tmp_path / "bomb.png")
+    before = files_of(app.state_dir)
+
+    def send(picture: Path, config: dict) -> httpx.Response:
+        with app.client() as client, open(picture, "rb") as f:
+            return client.post("/v1/jobs", data={"config": json.dumps(config), "frames": "0-9",
+                                                 "path": str(SAMPLES / "vtest.avi")},
+                               files={"style_picture": (picture.name, f, "image/png")})
+
+    refused = send(bomb, {})
+    not_a_picture = send(SAMPLES / "README.md", {})
+    both = send(SAMPLES / "starry_night.jpg", {"restyle": {"style_image": str(SAMPLES / "starry_night.jpg")}})
+    assert refused.status_code == 413 and "style_image: Image size (900000000 pixels) exceeds limit" in refused.json()["detail"]
+    assert not_a_picture.status_code == 422 and "not a readable picture" in not_a_picture.json()["detail"]
+    assert both.status_code == 422 and "not both" in both.json()["detail"]
+    assert files_of(app.state_dir) == before
+    accepted = send(SAMPLES / "starry_night.jpg", {})
+    assert accepted.status_code == 201, accepted.text
+    with app.client() as client:
+        assert wait_job(client, accepted.json()["id"])["state"] == "done"

@@ -19,8 +19,9 @@ from vfx.job import JobSpec, run_job
 from vfx.segment.stored import MatteStore
 
 VTEST = SAMPLES / "vtest.avi"
-# the man in jeans left of the lamp post on frame 110 of vtest.avi; tracked back to 100 and on to the end
-WALKER = {"segment": {"subject": ["box:366,172,44,88@110"]}}
+# the documentary's landmark: the sign on the lamp post, prompted on frame 110 of vtest.avi, tracked back
+# to 100 and on to the end while people walk past it
+LANDMARK = {"segment": {"subject": ["box:410,200,38,46@110"]}}
 
 
 def decoded(path: Path) -> list[np.ndarray]:
@@ -29,7 +30,7 @@ def decoded(path: Path) -> list[np.ndarray]:
 
 
 def test_a_tracking_pass_that_dies_resumes_at_its_checkpoint_with_the_same_mattes(tmp_path):
-    config = PipelineConfig.model_validate({**WALKER, "batch_size": 4})
+    config = PipelineConfig.model_validate({**LANDMARK, "batch_size": 4})
     whole = tmp_path / "whole"
     assert track_shot(str(VTEST), config, whole, 100, 129, lambda n: None, lambda: False) == 30
 
@@ -48,7 +49,7 @@ def test_a_tracking_pass_that_dies_resumes_at_its_checkpoint_with_the_same_matte
 
     a, b = MatteStore(mattes_dir(whole)), MatteStore(mattes_dir(crashed))
     areas = [float((a.get(n) > 0.5).mean()) for n in range(100, 130)]
-    assert all(0.0012 < area < 0.02 for area in areas), areas  # the man, not nothing and not the frame
+    assert all(0.0015 < area < 0.01 for area in areas), areas  # the sign, not nothing and not the frame
     assert all(np.array_equal(a.get(n), b.get(n)) for n in range(100, 130))
     assert track_shot(str(VTEST), config, crashed, 100, 129, lambda n: None, lambda: False) == 0  # done is done
 
@@ -73,7 +74,7 @@ def test_prompted_job_renders_in_parallel_chunks_frame_identical_to_vfx_run(app,
     import ray
 
     with app.client() as client:
-        job_id = submit(client, WALKER, frames="100-159", path=VTEST, matte=True).json()["id"]
+        job_id = submit(client, LANDMARK, frames="100-159", path=VTEST, matte=True).json()["id"]
         store = MatteStore(mattes_dir(_job_dir(app.state_dir)))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and ((saved := store.load_checkpoint()) is None or saved[0] < 110):
@@ -90,18 +91,39 @@ def test_prompted_job_renders_in_parallel_chunks_frame_identical_to_vfx_run(app,
     assert store.completed() is not None
     # the resumed pass carried on after its checkpoint instead of tracking the shot again
     assert all(store.path_of(n).stat().st_mtime < killed_at for n in range(100, saved[0] + 1))
-    config = PipelineConfig.model_validate(WALKER)
+    config = PipelineConfig.model_validate(LANDMARK)
     run_job(JobSpec(str(VTEST), str(tmp_path / "run.mp4"), config, frames="100-159", matte=str(tmp_path / "run-matte.mp4")))
     for served, local in (("output.mp4", "run.mp4"), ("matte.mp4", "run-matte.mp4")):
         ours, theirs = decoded(tmp_path / served), decoded(tmp_path / local)
         assert len(ours) == len(theirs) == 60
         differing = [i for i, (x, y) in enumerate(zip(ours, theirs)) if not np.array_equal(x, y)]
         assert differing == [], f"{served}: frames {differing} differ from vfx run"
-    matte = decoded(tmp_path / "matte.mp4")[:51]  # from 151 on he walks behind someone else and is lost
-    assert all(0.0012 < float((m[..., 0] > 127).mean()) < 0.02 for m in matte)
+    matte = decoded(tmp_path / "matte.mp4")
+    assert sum(0.0015 < float((m[..., 0] > 127).mean()) < 0.01 for m in matte) >= 50  # people pass in front of it
 
 
 def _job_dir(state_dir: Path) -> Path:
     jobs = list((state_dir / "jobs").iterdir())
     assert len(jobs) == 1, jobs
     return jobs[0]
+
+
+def test_vfx_batch_submits_a_shot_list_to_the_service(app, tmp_path):
+    """`vfx batch SHOTS --service URL`: a prompted shot and a plain one, each reported with its frames."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "shots.csv").write_text("input,frames,subject,style,output\n"
+                                        f"{VTEST},100-123,\"box:410,200,38,46@110\",night,sign.mp4\n"
+                                        f"{SAMPLES / 'Megamind.avi'},0-23,,night,megamind.mp4\n")
+    ran = subprocess.run([sys.executable, "-m", "vfx.cli", "batch", str(tmp_path / "shots.csv"), "--service", app.url,
+                          "--out-dir", str(tmp_path / "out")], capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                         env={**os.environ, "VFX_API_KEY": app.keys["operator"]})
+    assert ran.returncode == 0, ran.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [(s["status"], s["frames"]) for s in report["shots"]] == [("done", 24), ("done", 24)]
+    for shot in report["shots"]:
+        assert len(decoded(Path(shot["output"]))) == 24
+        assert json.loads(Path(shot["provenance"]).read_text())["output"]["frames"] == 24

@@ -2,6 +2,7 @@
 operator who prompts, previews, picks a look, renders and downloads."""
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -9,6 +10,7 @@ from contextlib import contextmanager
 import av
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from serve_helpers import SAMPLES, start_app, stop_app
 from web_helpers import SIZES, browser, shot, sign_in, source_to_screen
@@ -64,6 +66,25 @@ def test_sign_in_sets_an_httponly_strict_cookie_and_csrf_guards_every_change(app
         assert job.status_code == 201, job.text
         cancel = client.delete(f"/v1/jobs/{job.json()['id']}")
         assert cancel.status_code == 403  # a DELETE needs the token too
+
+
+def test_the_progress_websocket_takes_the_cookie_from_the_page_origin_only(app):
+    from websockets.sync.client import connect
+
+    with signed_in_client(app) as client:
+        job_id = client.get("/v1/jobs").json()[0]["id"]  # the job of the CSRF test above
+        cookie = f"vfx_session={client.cookies['vfx_session']}"
+    url = app.url.replace("http://", "ws://") + f"/web/api/jobs/{job_id}/progress"
+    with connect(url, additional_headers={"Cookie": cookie, "Origin": app.url}) as ws:
+        view = json.loads(ws.recv(timeout=60))
+        assert view["id"] == job_id and "frames_per_second" in view
+    with pytest.raises(InvalidStatus) as refused:  # another site's page: the handshake itself is refused
+        connect(url, additional_headers={"Cookie": cookie, "Origin": "http://evil.example"})
+    assert refused.value.response.status_code == 403
+    with connect(url, additional_headers={"Origin": app.url}) as ws:  # no cookie, no key
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=60)
+        assert ws.close_code == 4401, (ws.close_code, ws.close_reason)
 
 
 def test_an_expired_or_altered_session_is_refused(app):
@@ -157,7 +178,7 @@ def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tm
         page.wait_for_function("[...document.querySelectorAll('#styles img')].length >= 5 && "
                                "[...document.querySelectorAll('#styles img')].every(i => i.complete && i.naturalWidth === 256)",
                                timeout=60_000)
-        page.set_input_files("#painting", str(SAMPLES / "starry_night.jpg"))
+        page.select_option("#painting", label="starry_night.jpg")
         page.wait_for_function("(i => i && i.complete && i.naturalWidth === 256)"
                                "(document.querySelector('#styles button[data-key=painting] img'))", timeout=60_000)
         assert "active" in page.get_attribute("#styles button[data-key=painting]", "class")
@@ -230,6 +251,7 @@ def test_a_rights_holder_enrols_a_face_by_clicking_it_grants_and_revokes(app):
         kinds = page.eval_on_selector_all("#ledger li", "items => items.map(i => i.dataset.kind)")
         assert kinds[:3] == ["grant.revoked", "grant.issued", "subject.enrolled"], kinds
         assert "roxanne granted rejuvenate for project documentary" in page.inner_text("#ledger")
+        assert "roxanne enrolled: 2 reference faces from Megamind.avi frames 80,160" in page.inner_text("#ledger")
         assert page.inner_text("#ledger-verify").startswith("Ledger verifies")
         shot(page, "07-consent-grant-revoked-ledger")
         page.set_viewport_size(SIZES["hd"])

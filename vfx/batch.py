@@ -168,7 +168,7 @@ def run_remote(shot: Shot, config: PipelineConfig, url: str, key: str, upload: b
         if manifest.status_code == 200:
             _write_atomic(sidecar, manifest.content)
             provenance = str(sidecar)
-    return ShotReport(shot.name, shot.input, shot.output, "done", int(job.get("frames_done") or job.get("frames_total") or 0),
+    return ShotReport(shot.name, shot.input, shot.output, "done", int(job["frames"]["done"]),
                       round(time.perf_counter() - started, 2), provenance, job_id=job["id"])
 
 

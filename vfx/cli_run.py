@@ -86,6 +86,9 @@ def _run_with_progress(spec: JobSpec, quiet: bool) -> JobResult:
     if result.bad_frames:
         typer.echo(f"vfx: warning: {len(result.bad_frames)} frame(s) could not be decoded and were concealed "
                    f"with the previous good frame: {_ranges(result.bad_frames)}", err=True)
+    for report in result.reports.values():
+        if report.get("message"):
+            typer.echo(report["message"])
     if result.grant_ids:
         typer.echo(f"face edits under grants: {', '.join(result.grant_ids)}")
     if result.provenance:
@@ -116,8 +119,8 @@ def demo(
 ) -> None:
     """Run the main job on real sample footage and write a before/after contact sheet.
 
-    1. vtest.avi (elevated camera, people walking): people kept, surroundings oil-painted.
-    2. Megamind.avi (two faces, AC-3 audio): a boxed character kept, surroundings in the colours of starry_night.jpg.
+    1. vtest.avi (elevated camera, people walking): people kept, surroundings oil-painted (neural style "autumn").
+    2. Megamind.avi (two faces, AC-3 audio): a boxed character kept, surroundings painted in the style of starry_night.jpg.
     """
     from vfx.preview import write_before_after
 
@@ -125,10 +128,9 @@ def demo(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     jobs = [
-        ("people_oil", folder / "vtest.avi", frames, {"segment.subject": ["person"], "restyle.style": "oil"}),
+        ("people_oil", folder / "vtest.avi", frames, {"segment.subject": ["person"], "restyle.style": "autumn"}),
         ("character_starry", folder / "Megamind.avi", "1-97",  # one shot: cuts at 1 and 98
-         {"segment.subject": ["box:80,0,330,528@40"], "restyle.style": "oil",
-          "restyle.style_image": str(folder / "starry_night.jpg")}),
+         {"segment.subject": ["box:80,0,330,528@40"], "restyle.style_image": str(folder / "starry_night.jpg")}),
     ]
     for name, source, frame_range, overrides in jobs:
         spec = JobSpec(input=str(source), output=str(out_dir / f"{name}.mp4"), frames=frame_range,

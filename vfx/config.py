@@ -42,7 +42,7 @@ class RestyleConfig(BaseModel):
     # neural restyle (vfx/restyle/neural.py)
     style_strength: float = Field(1.0, ge=0, le=1, description="neural: 1 = the painting's style, 0 = the shot's own")
     preserve_colour: bool = Field(False, description="neural: keep the source's colours, take the painting's strokes")
-    neural_size: int = Field(512, ge=128, le=2048, description="neural: longest side the network paints at (stroke scale)")
+    neural_size: int = Field(384, ge=128, le=2048, description="neural: longest side the network paints at (stroke scale; the arbitrary network was trained at 384)")
     temporal: float = Field(0.98, ge=0, lt=1, description="neural: weight of the flow-warped previous frame where flow agrees")
 
 

@@ -9,6 +9,7 @@ anything (it reads the config, the manifest and the store's files); ``build_step
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -98,6 +99,7 @@ REQUESTS: dict[str, _Request] = {
 
 _BACKENDS: dict[str, dict[str, Backend]] = {capability: {} for capability in CAPABILITIES}
 _loaded = False
+_loading = threading.RLock()  # re-entrant: importing a capability package registers through this module
 
 
 def register(backend: Backend) -> Backend:
@@ -115,13 +117,18 @@ def backends(capability: str | None = None) -> list[Backend]:
 
 
 def _load_builtin() -> None:
-    """Backends register when their capability package is imported; importing them is cheap (no torch)."""
+    """Backends register when their capability package is imported; importing them is cheap (no torch).
+    Under a lock, and marked loaded only once every import finished: threads that plan at once (stream
+    replicas) must never see a half-filled registry."""
     global _loaded
-    if not _loaded:
-        _loaded = True
-        import vfx.face.backends  # noqa: F401
-        import vfx.restyle  # noqa: F401
-        import vfx.segment  # noqa: F401
+    if _loaded:
+        return
+    with _loading:
+        if not _loaded:
+            import vfx.face.backends  # noqa: F401
+            import vfx.restyle  # noqa: F401
+            import vfx.segment  # noqa: F401
+            _loaded = True
 
 
 # -- availability: the one place it is decided (the licence policy is vfx.models.licence_allows) -------

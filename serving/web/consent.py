@@ -10,19 +10,21 @@ import asyncio
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from serving.auth import Principal, Role
 from serving.web.routes import clip_path, frame_cache, principal_of
 from serving.web.clips import video_info
+from vfx.consent.keys import key_id, load_private_key, load_public_key_text, public_key_text
 from vfx.consent.ledger import read_entries
 from vfx.consent.store import ConsentStore
 from vfx.consent.subjects import enroll
 from vfx.consent.verify import verify_store
 from vfx.errors import VfxError
 
-LEDGER_KINDS = ("subject.", "grant.")  # jobs and per-shot gate decisions are the operators' business
+LEDGER_KINDS = ("subject.", "authority.", "grant.")  # jobs and per-shot gate decisions are the operators' business
+SIGNER_FIELDS = ("signer_key", "issuer_key", "revoker_key")
 FACE_MARGIN = 0.15  # a click this far (of the face's size) outside a detected face still picks it
 
 
@@ -54,12 +56,26 @@ def face_at(boxes: list[tuple[float, float, float, float]], x: float, y: float):
     return min(hits, key=lambda b: b[2] * b[3]) if hits else None
 
 
+def holder_key_id(request: Request, principal: Principal) -> str:
+    """The key id of the holder's public key (keys file ``public_key``, or the server-held signing key)."""
+    ring = request.app.state.keys.ring_now()
+    if principal.name in ring.public_keys:
+        return key_id(load_public_key_text(ring.public_keys[principal.name]))
+    if principal.name in ring.signing_keys:
+        return key_id(public_key_text(load_private_key(ring.signing_keys[principal.name]).public_key()))
+    raise HTTPException(403, f"no public key is configured for {principal.name} (keys file: public_key)")
+
+
 def consent_web_router() -> APIRouter:
     router = APIRouter(prefix="/web/api/consent", include_in_schema=False)
 
     @router.post("/enrol", status_code=201)
     async def enrol(body: EnrolRequest, request: Request, principal: Holder) -> dict[str, Any]:
         """Enrol ``name`` from the faces clicked on frames of a clip: each click picks the face under it."""
+        key_path = request.app.state.keys.ring_now().signing_keys.get(principal.name)
+        if key_path is None:  # the enrolment is signed by its first authority: the service must hold the key
+            raise HTTPException(403, f"the service holds no signing key for {principal.name}: enrol on your side "
+                                     "with `vfx consent enroll` and upload the signed document")
         path = clip_path(request, body.clip)
         info = video_info(path)
         cache = frame_cache(request)
@@ -79,19 +95,23 @@ def consent_web_router() -> APIRouter:
                 faces.append({"frame": click.frame, "box": [round(v) for v in box]})
             frames = ",".join(str(c.frame) for c in body.clicks)
             entry = enroll(ConsentStore(request.app.state.consent_db), body.name, np.stack(embeddings),
-                           f"{path.name} frames {frames} (clicked by {principal.name} in the web page)", backend.stored)
+                           f"{path.name} frames {frames} (clicked by {principal.name} in the web page)", backend.stored,
+                           key=load_private_key(key_path))
             return {"subject": body.name, "references": len(embeddings), "faces": faces, "ledger_seq": entry.seq}
         return await asyncio.to_thread(work)
 
     @router.get("/ledger")
-    def ledger(request: Request, _: Holder) -> dict[str, Any]:
-        """The ledger's subject and grant entries, newest first, and whether the whole chain verifies."""
+    def ledger(request: Request, principal: Holder) -> dict[str, Any]:
+        """The entries this holder signed (admin: every subject, authority and grant entry), newest
+        first, and whether the whole chain verifies."""
+        mine = None if principal.role is Role.admin else holder_key_id(request, principal)
         store = ConsentStore(request.app.state.consent_db)
         with store.session() as session:
             entries, head = read_entries(session)
         report = verify_store(store)
         shown = [{"seq": e.seq, "ts": e.ts, "kind": e.kind, "hash": e.hash, "about": about(e.kind, e.data)}
-                 for e in reversed(entries) if e.kind.startswith(LEDGER_KINDS)]
+                 for e in reversed(entries) if e.kind.startswith(LEDGER_KINDS)
+                 and (mine is None or mine in {e.data.get(k) for k in SIGNER_FIELDS})]
         return {"ok": report.ok, "entries": report.entries, "head": report.head, "problems": report.problems,
                 "shown": shown}
 
@@ -108,6 +128,11 @@ def about(kind: str, data: dict[str, Any]) -> str:
         revocation = data.get("revocation", {})
         reason = f": {revocation['reason']}" if revocation.get("reason") else ""
         return f"grant {revocation.get('grant_id')} revoked{reason}"
-    if kind.startswith("subject."):
-        return f"{data.get('subject')} {kind.split('.', 1)[1]}: {data.get('references', '?')} reference faces from {data.get('source', '?')}"
+    if kind == "subject.enrolled":
+        enrolment = data.get("enrolment", data)
+        return (f"{enrolment.get('subject')} enrolled: {enrolment.get('references', '?')} reference faces from "
+                f"{enrolment.get('source', '?')}")
+    if kind == "authority.changed":
+        authority = data.get("authority", {})
+        return f"{authority.get('subject')}: authority {authority.get('action')} {str(authority.get('key', ''))[:16]}…"
     return kind

@@ -26,7 +26,6 @@ from serving.web import preview
 from serving.web.clips import FrameCache, clips_under, video_info
 from serving.web.session import (clearing_cookie_headers, cookie_headers, is_tls, new_session, same_origin, seal,
                                  session_secret)
-from vfx.errors import VfxError
 
 STATIC = Path(__file__).parent / "static"
 UPLOAD_BLOCK = 1 << 20
@@ -47,7 +46,7 @@ class FrameRequest(BaseModel):
     frame: int = Field(ge=0)
     subjects: list[preview.SubjectPrompts] = Field(default_factory=list, max_length=16)
     style: str | None = Field(None, max_length=100)
-    painting: str | None = Field(None, max_length=100)
+    painting: str | None = Field(None, max_length=4096)
 
 
 def settings_of(request: Request | WebSocket) -> ServeSettings:
@@ -111,13 +110,15 @@ def clip_view(clip: str, path: Path) -> dict[str, Any]:
 
 
 def painting_path(request: Request, painting: str | None) -> str | None:
+    """A picture under the input roots, where a job may name its style image (serving/jobspec.py)."""
     if painting is None:
         return None
-    if not UPLOAD_NAME.match(painting):
-        raise HTTPException(422, "not a painting of this service")
-    path = settings_of(request).state_path / "web" / "paintings" / painting
-    if not path.is_file():
-        raise HTTPException(404, "no such painting")
+    path = Path(painting).resolve()
+    roots = [Path(r).expanduser().resolve() for r in settings_of(request).input_roots]
+    if not any(path.is_relative_to(root) for root in roots):
+        raise HTTPException(403, "a painting must be a picture under the service's input roots")
+    if path.suffix.lower() not in PAINTING_SUFFIXES or not path.is_file():
+        raise HTTPException(404, "no such picture")
     return str(path)
 
 
@@ -189,7 +190,11 @@ def web_router() -> APIRouter:
     async def upload_clip(request: Request, _: Operator, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
         settings = settings_of(request)
         path = await receive_file(file, settings.state_path / "uploads", settings.limits.max_bytes)
-        await asyncio.to_thread(probe_untrusted, path, settings.limits)
+        try:
+            await asyncio.to_thread(probe_untrusted, path, settings.limits)
+        except Refused:
+            path.unlink(missing_ok=True)  # content-addressed: a refused file is refused for every job too
+            raise
         return {**clip_view(f"upload:{path.name}", path), "name": file.filename or path.name}
 
     @router.get("/web/api/clip")
@@ -258,18 +263,15 @@ def web_router() -> APIRouter:
             return preview.encode(".jpg", preview.restyled(rgb, body.frame, body.style, style_image, matte), 90)
         return Response(await asyncio.to_thread(render), media_type="image/jpeg")
 
-    @router.post("/web/api/paintings")
-    async def upload_painting(request: Request, _: Operator, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
-        if Path(file.filename or "").suffix.lower() not in PAINTING_SUFFIXES:
-            raise HTTPException(415, f"a painting is one of {', '.join(sorted(PAINTING_SUFFIXES))}")
-        path = await receive_file(file, settings_of(request).state_path / "web" / "paintings", 50 * 1024**2)
-        from vfx.video.sequence import read_image_rgb
-        try:
-            await asyncio.to_thread(read_image_rgb, path)
-        except VfxError:
-            path.unlink(missing_ok=True)
-            raise HTTPException(422, "not a readable picture") from None
-        return {"painting": path.name, "path": str(path)}
+    @router.get("/web/api/paintings")
+    def paintings(request: Request, _: Operator) -> list[dict[str, str]]:
+        """Pictures under the input roots: a job names its painting there, like its shot."""
+        found = []
+        for root in (Path(r).expanduser().resolve() for r in settings_of(request).input_roots):
+            if root.is_dir():
+                found += [{"painting": str(p), "name": p.name} for p in sorted(root.rglob("*"))
+                          if p.suffix.lower() in PAINTING_SUFFIXES and p.is_file()]
+        return found[:500]
 
     @router.get("/web/api/jobs/{job_id}/frame")
     async def job_frame(job_id: str, request: Request, principal: Operator, n: Annotated[int, Query(ge=0)],
@@ -310,9 +312,13 @@ def web_router() -> APIRouter:
         if job["state"] != "done":
             raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
         from serving.jobs import job_outputs
+        from vfx.provenance.certificates import ROOT_CERT, keys_dir
         from vfx.provenance.manifest import verify_provenance
 
-        report = await asyncio.to_thread(verify_provenance, job_outputs(job)[0])
+        # trust pinned to this service's own signing root (where its workers' signing material lives)
+        root = keys_dir() / ROOT_CERT
+        report = await asyncio.to_thread(verify_provenance, job_outputs(job)[0],
+                                         root.read_bytes() if root.is_file() else None)
         manifest = report.manifest or {}
         return {"ok": report.ok, "problems": report.problems, "signer_key": report.signer_key,
                 "c2pa_state": report.c2pa_state, "c2pa_actions": report.c2pa_actions,

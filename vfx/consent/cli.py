@@ -201,7 +201,8 @@ def show(name_or_grant: str, db: str = DbOption) -> None:
 
 @app.command()
 def verify(db: str = DbOption) -> None:
-    """Check the whole ledger chain and every signature; name the first broken entry."""
+    """Check the ledger chain, every signed document against its subject's authorities, and the tables
+    against the ledger; name every broken entry."""
     report = verify_store(ConsentStore(db))
     if not report.ok:
         raise VfxError(f"ledger verification failed ({len(report.problems)} problem(s)): " + " | ".join(report.problems))

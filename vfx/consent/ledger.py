@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vfx.consent.canonical import canonical_json, digest_of
+from vfx.consent.canonical import canonical_json, sha256_hex
 from vfx.consent.schema import LedgerHeadRow, LedgerRow
 from vfx.consent.store import GENESIS_HASH
 
@@ -47,7 +48,12 @@ def utc_now() -> str:
 
 
 def entry_hash(seq: int, ts: str, kind: str, payload_text: str, prev_hash: str) -> str:
-    return digest_of({"seq": seq, "ts": ts, "kind": kind, "payload": json.loads(payload_text), "prev": prev_hash})
+    """sha256 of the canonical JSON of {seq, ts, kind, payload, prev}. The stored payload is already
+    canonical JSON, so it is spliced in as is rather than parsed and re-serialised (the gate hashes
+    the whole ledger when it opens); a payload stored in any other form no longer matches its hash."""
+    text = encode_basestring  # json.dumps(value, ensure_ascii=False) of a str, without its overhead
+    wrapper = f'{{"kind":{text(kind)},"payload":{payload_text},"prev":{text(prev_hash)},"seq":{int(seq)},"ts":{text(ts)}}}'
+    return sha256_hex(wrapper.encode("utf-8"))
 
 
 def append(session: Session, kind: str, payload: dict[str, Any]) -> LedgerEntry:
@@ -63,17 +69,21 @@ def append(session: Session, kind: str, payload: dict[str, Any]) -> LedgerEntry:
     return LedgerEntry(seq, ts, kind, payload_text, prev_hash, digest)
 
 
+_COLUMNS = (LedgerRow.seq, LedgerRow.ts, LedgerRow.kind, LedgerRow.payload, LedgerRow.prev_hash, LedgerRow.hash)
+
+
 def read_entries(session: Session) -> tuple[list[LedgerEntry], tuple[int, str]]:
-    """All entries ordered by seq, and the head (seq, hash)."""
-    rows = session.execute(select(LedgerRow).order_by(LedgerRow.seq)).scalars().all()
+    """All entries ordered by seq, and the head (seq, hash). Plain rows, not ORM objects: the gate
+    reads the whole ledger when it opens."""
+    rows = session.connection().execute(select(*_COLUMNS).order_by(LedgerRow.seq))
+    entries = [LedgerEntry(*row) for row in rows]
     head = session.get(LedgerHeadRow, 1)
-    entries = [LedgerEntry(r.seq, r.ts, r.kind, r.payload, r.prev_hash, r.hash) for r in rows]
     return entries, ((head.seq, head.hash) if head else (0, GENESIS_HASH))
 
 
 def read_entries_after(session: Session, seq: int) -> list[LedgerEntry]:
-    rows = session.execute(select(LedgerRow).where(LedgerRow.seq > seq).order_by(LedgerRow.seq)).scalars().all()
-    return [LedgerEntry(r.seq, r.ts, r.kind, r.payload, r.prev_hash, r.hash) for r in rows]
+    rows = session.connection().execute(select(*_COLUMNS).where(LedgerRow.seq > seq).order_by(LedgerRow.seq))
+    return [LedgerEntry(*row) for row in rows]
 
 
 def continuation_problem(entries: list[LedgerEntry], seq: int, prev_hash: str) -> ChainProblem | None:
@@ -92,11 +102,7 @@ def _entry_problem(position: int, entry: LedgerEntry, expected_seq: int, prev: s
         return ChainProblem(position, entry.seq, f"entry {entry.seq} found where entry {expected_seq} belongs ({what})")
     if entry.prev_hash != prev:
         return ChainProblem(position, entry.seq, f"entry {entry.seq} does not link to the entry before it (prev_hash mismatch)")
-    try:
-        recomputed = entry_hash(entry.seq, entry.ts, entry.kind, entry.payload, entry.prev_hash)
-    except (ValueError, TypeError):
-        return ChainProblem(position, entry.seq, f"entry {entry.seq} payload is not valid JSON")
-    if recomputed != entry.hash:
+    if entry_hash(entry.seq, entry.ts, entry.kind, entry.payload, entry.prev_hash) != entry.hash:
         return ChainProblem(position, entry.seq, f"entry {entry.seq} was altered (content does not match its hash)")
     return None
 

@@ -12,7 +12,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfx.consent.documents import AUTHORITY, ENROLMENT, GRANT, REVOCATION, Grant, Signed, grant_id_of, signature_problem
+from vfx.consent.documents import (AUTHORITY, ENROLMENT, GRANT, REVOCATION, Grant, Signed, grant_id_of,
+                                   grant_shape_problem, signature_problem)
 from vfx.consent.keys import key_id
 from vfx.consent.ledger import LedgerEntry
 
@@ -126,6 +127,9 @@ class ConsentState:
             return f"grant {grant_id} does not carry its own id"
         if grant_id in self.grants:
             return f"grant {grant_id} recorded twice (first at entry {self.grants[grant_id].seq})"
+        shape = grant_shape_problem(doc)
+        if shape:
+            return f"grant {grant_id}: {shape}"
         record = self.subjects.get(str(doc.get("subject", "")))
         problem = ""
         if record is None:

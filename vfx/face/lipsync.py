@@ -41,6 +41,7 @@ VISEMES: dict[str, tuple[float, float]] = {
 }
 MAX_OPEN = 0.55  # lip gap of a wide-open mouth, as a share of the mouth width
 MAX_ROUND = 0.22  # how much a fully rounded mouth narrows
+LOWER_INNER = np.arange(len(LIPS_INNER)) > LIPS_INNER.index(308)  # 324 .. 95: the lower inner lip line
 BLEND_S = 0.06  # seconds either side over which visemes blend
 OPEN_EXEMPLAR = 0.22  # a source lip gap (share of mouth width) wide enough to learn the actor's mouth from
 EXEMPLAR_SIZE = (96, 48)  # (width, height) of a stored mouth interior
@@ -63,7 +64,7 @@ class MouthTrack:
         # so the shape at t is the mean of the visemes over +-BLEND_S (no snapping at phone boundaries).
         offsets = np.linspace(-BLEND_S, BLEND_S, 9)
         shape = np.mean([self._visemes(times + dt) for dt in offsets], axis=0)
-        opening = env * (0.35 + 0.65 * shape[:, 0])
+        opening = env * (0.5 + 0.5 * shape[:, 0])
         rounding = env * shape[:, 1]
         return opening.astype(np.float32), rounding.astype(np.float32)
 
@@ -143,7 +144,9 @@ class ClassicMouthWarp:
         inner = lm[LIPS_INNER] - centre
         u = inner @ ex
         v = inner @ ey
-        v = np.where(v > (v_up + v_lo) / 2, v + delta, v)
+        # The lower inner lip moves down with the jaw; told apart by index, since on a closed mouth
+        # the upper and lower inner lip lines lie on top of each other.
+        v = np.where(LOWER_INNER, v + delta, v)
         u = u * (1.0 - squeeze)
         pts = centre + np.outer(u, ex) + np.outer(v, ey) - origin
         mask = np.zeros(warped.shape[:2], np.float32)

@@ -127,7 +127,7 @@ class ClassicRejuvenator:
         image[y0:y1, x0:x1] = np.clip(np.round(edited), 0, 255).astype(np.uint8)
 
     def _retouch(self, crop: np.ndarray, skin: np.ndarray, zones: np.ndarray, s: float, strength: float) -> np.ndarray:
-        fine_sigma = max(0.8, 0.02 * s)
+        fine_sigma = max(0.7, 0.012 * s)
         smooth = cv2.GaussianBlur(crop, (0, 0), fine_sigma)
         fine = crop - smooth
         coarse = _masked_blur(smooth, np.maximum(skin, 1e-3), 0.1 * s)

@@ -139,7 +139,7 @@ def detail_upsample(painted: np.ndarray, frame: np.ndarray, detail: float = 1.0)
     Cubic upsampling keeps the strokes but is soft; the band of fine detail the working size
     cannot hold (the frame's grey minus its own down-and-up copy) is added back from the
     full-resolution frame. A guided filter was tried first: it snaps edges too, but averages the
-    strokes away (docs/neural_upsample.png).
+    strokes away (docs/neural_upsample.jpg).
     """
     h, w = painted.shape[:2]
     full = (frame.shape[1], frame.shape[0])

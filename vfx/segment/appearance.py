@@ -60,4 +60,7 @@ class Appearance:
 
 def _histogram(hsv: np.ndarray, mask: np.ndarray) -> np.ndarray:
     hist = cv2.calcHist([hsv], [0, 1], mask.astype(np.uint8), list(BINS), RANGES).astype(np.float32)
+    # A small subject fills few of the 960 bins: spread each count to its neighbours so a colour a bin
+    # away (noise, light) still counts as the subject's.
+    hist = cv2.GaussianBlur(hist, (3, 3), 0.8, borderType=cv2.BORDER_REPLICATE)
     return hist / max(float(hist.sum()), 1.0)

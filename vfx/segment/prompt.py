@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 
 
+UNLIKE_FRAMES = 4  # tracked frames in a row that must not look like the subject before it counts as lost
+
+
 @dataclass
 class TrackState:
     """What the tracker carries from one batch of a shot to the next."""
@@ -43,6 +46,7 @@ class TrackState:
     key_score: float = 0.0  # how much the key frames' masks looked like the subject
     suspect: int | None = None  # a frame unlike the one before, at a batch's end: damaged or a cut?
     skipped: bool = False  # the previous frame was held as damaged
+    unlike: int = 0  # consecutive tracked frames that did not look like the subject
     backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
     first_frame: int = 0
 
@@ -209,8 +213,11 @@ class PromptSegmenter(Step):
         if state.appearance is None:
             return mask
         small = mask.sum() < 0.15 * state.appearance.area
-        if small or state.appearance.score(rgb, mask) < 0.5 * state.key_score:
-            state.lost_at = number
+        state.unlike = state.unlike + 1 if state.appearance.score(rgb, mask) < 0.5 * state.key_score else 0
+        # Colour alone is noisy on a small or dark subject (a few hundred pixels, unstable hue): only a
+        # run of unlike frames means the mask slid off it; shrinking away is decisive at once.
+        if small or state.unlike >= UNLIKE_FRAMES:
+            state.lost_at, state.unlike = number, 0
             log.info("subject lost at frame %d (%s): looking for it by its key-frame appearance", number,
                      "occluded or gone" if small else "the tracked region no longer looks like it")
             return np.zeros_like(mask)
@@ -321,9 +328,10 @@ class PromptSegmenter(Step):
         seeds = np.zeros_like(mask)
         for px, py in prompt.points:
             seeds[min(h - 1, int(py * scale)), min(w - 1, int(px * scale))] = True
-        if not seeds.any():
-            seeds = mask
-        mask = _regions_touching(fill_holes(mask), seeds)
+        mask = fill_holes(mask)
+        if prompt.box is not None or not seeds.any():  # a box's subject is its largest region, plus what the clicks touch
+            seeds |= _largest_region(mask)
+        mask = _regions_touching(mask, seeds)
         if not mask.any():
             raise VfxError("--subject: nothing distinct from its surroundings was found at the prompt on the key frame")
         return mask
@@ -340,6 +348,13 @@ def _padded_box(mask: np.ndarray, pad: int, shape: tuple[int, int]) -> tuple[int
     ys, xs = np.nonzero(mask)
     h, w = shape
     return max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + pad + 1), min(h, ys.max() + pad + 1)
+
+
+def _largest_region(mask: np.ndarray) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count < 2:
+        return mask.copy()
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
 def _regions_touching(mask: np.ndarray, anchor: np.ndarray) -> np.ndarray:

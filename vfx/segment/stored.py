@@ -99,8 +99,10 @@ class MatteStore:
         (self.root / CHECKPOINT).unlink(missing_ok=True)
 
     def completed(self) -> dict[str, Any] | None:
-        path = self.root / COMPLETE
-        return json.loads(path.read_text()) if path.is_file() else None
+        try:
+            return json.loads((self.root / COMPLETE).read_text())
+        except (OSError, ValueError):
+            return None
 
 
 class StoredMatte(Step):
@@ -110,10 +112,8 @@ class StoredMatte(Step):
 
     def __init__(self, store: MatteStore):
         self.store = store
-        done = store.completed()
-        if done is None:
-            raise VfxError(f"stored mattes {store.root}: the tracking pass has not finished")
-        self.model_hashes = dict(done["model_hashes"])  # the tracker's weights shaped these mattes
+        done = store.completed()  # a chunk may render while the pass is still tracking later frames
+        self.model_hashes = dict(done["model_hashes"]) if done else {}  # the tracker's weights shaped these mattes
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         mattes = [self.store.get(int(n)) for n in batch.indices]

@@ -69,6 +69,7 @@ function start(me) {
   if (roles.includes("operator")) {
     loadClipList("#clips");
     loadStyles();
+    loadPaintings();
     refreshJobs();
     showTab("shot");
   } else {
@@ -307,19 +308,17 @@ function refreshThumbs() {
 }
 const refreshThumbsSoon = debounce(refreshThumbs, 400);
 
-$("#painting").addEventListener("change", async (event) => {
-  const file = event.target.files[0];
-  if (!file) return;
-  const form = new FormData();
-  form.append("file", file);
-  try {
-    state.painting = { ...(await post("/web/api/paintings", { form })), name: file.name };
-    state.style = null;
-    state.useP = true;
-    say("#painting-name", file.name);
-    renderStyles();
-    updateRenderSummary();
-  } catch (error) { say("#painting-name", error.message, true); }
+async function loadPaintings() {
+  for (const p of await get("/web/api/paintings")) $("#painting").append(el("option", { value: p.painting }, p.name));
+}
+
+$("#painting").addEventListener("change", (event) => {
+  const option = event.target.selectedOptions[0];
+  state.painting = event.target.value ? { painting: event.target.value, path: event.target.value, name: option.textContent } : null;
+  state.style = null;
+  state.useP = Boolean(state.painting);
+  renderStyles();
+  updateRenderSummary();
 });
 
 function look() {
@@ -481,7 +480,7 @@ function showProvenance(manifest, signed) {
     ["grants", (signed.grant_ids || []).join(", ") || "none needed (no likeness edit)"],
     ["C2PA", signed.c2pa_state ? `${signed.c2pa_state}: ${signed.c2pa_actions.join(", ")}` : "none"],
     ["signatures", el("span", { class: signed.ok ? "ok" : "bad", id: "provenance-verdict" },
-      signed.ok ? `verify (signer ${signed.signer_key})` : `do NOT verify: ${signed.problems.join("; ")}`)],
+      signed.ok ? `verify against this service's signing root (signer ${signed.signer_key})` : `do NOT verify: ${signed.problems.join("; ")}`)],
   ];
   $("#provenance").replaceChildren(...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
