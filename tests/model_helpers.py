@@ -113,3 +113,53 @@ def tiny_controlnet(root: Path, unet_folder: Path, name: str = "controlnet_tiny"
     controlnet.save_pretrained(folder, safe_serialization=True)
     files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
     return manifest_entry("controlnet", folder, files, architecture={"family": "sd1", "condition": "canny"})
+
+
+TINY_SAM2_SIDE = 128  # the model's square input; frames are resized to it
+
+
+def tiny_sam2_config():
+    """A Sam2VideoConfig small enough for the CPU. transformers hard-codes a 64-channel memory,
+    wants the other hidden sizes to be multiples of 64 above 64, and a Hiera global-attention
+    block must not open a stage (block 3 is the second of stage 3)."""
+    from transformers import Sam2VideoConfig
+
+    side, hidden = TINY_SAM2_SIDE, 128
+    grids = [[side // s, side // s] for s in (4, 8, 16)]
+    return Sam2VideoConfig(
+        vision_config={"model_type": "sam2_vision_model", "backbone_channel_list": [128, 64, 32, 16],
+                       "backbone_feature_sizes": grids, "fpn_hidden_size": hidden,
+                       "backbone_config": {"model_type": "sam2_hiera_det_model", "hidden_size": 16, "num_attention_heads": 1,
+                                           "image_size": [side, side], "blocks_per_stage": [1, 1, 2, 1],
+                                           "embed_dim_per_stage": [16, 32, 64, 128], "num_attention_heads_per_stage": [1, 1, 2, 2],
+                                           "window_size_per_stage": [4, 4, 4, 4], "global_attention_blocks": [3],
+                                           "window_positional_embedding_background_size": [4, 4]}},
+        prompt_encoder_config={"hidden_size": hidden, "image_size": side, "patch_size": 16},
+        mask_decoder_config={"hidden_size": hidden, "mlp_dim": 256, "num_attention_heads": 4, "iou_head_hidden_dim": 64},
+        image_size=side, num_maskmem=3, max_object_pointers_in_encoder=4,
+        memory_attention_hidden_size=hidden, memory_attention_num_layers=1, memory_attention_feed_forward_hidden_size=256,
+        memory_attention_rope_feat_sizes=grids[-1], memory_encoder_hidden_size=hidden, memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=hidden, memory_fuser_embed_dim=hidden, memory_fuser_intermediate_dim=256)
+
+
+def tiny_sam2(root: Path, name: str = "sam2_tiny", seed: int = 0) -> tuple[dict, Path]:
+    """A randomly initialised Sam2VideoModel + Sam2VideoProcessor saved as a transformers folder in
+    ``<root>-<name>-published``, like facebook/sam2.1-hiera-*; returns its manifest entry (no pinned
+    hashes, like the real ones: import the folder and the store records them) and the folder."""
+    from transformers import Sam2ImageProcessorFast, Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
+
+    torch.manual_seed(seed)
+    model = Sam2VideoModel(tiny_sam2_config()).eval()
+    with torch.no_grad():  # a random object-score head says "absent" about half the time; a trained one sees the subject
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(8.0)
+    side = {"height": TINY_SAM2_SIDE, "width": TINY_SAM2_SIDE}
+    processor = Sam2VideoProcessor(Sam2ImageProcessorFast(size=side), Sam2VideoVideoProcessor(size=side),
+                                   target_size=TINY_SAM2_SIDE)
+    folder = root.parent / f"{root.name}-{name}-published"
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    entry = manifest_entry("sam2", folder, files, architecture={"family": "sam2.1", "backbone": "tiny test", "image_size": 128})
+    for file in entry["files"]:
+        file["sha256"] = None
+    return entry, folder

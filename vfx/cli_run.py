@@ -32,7 +32,7 @@ def run(
     frames: Optional[str] = typer.Option(None, "--frames", help="Inclusive frame range FIRST-LAST (0-based for video files, file numbers for sequences), e.g. 1001-1100."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per batch (default: 8 on CPU, from free memory on CUDA)."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline YAML (e.g. configs/documentary.yaml); options given here override it."),
-    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="auto | person | prompt | sam."),
+    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="auto | person | prompt | sam | sam2."),
     restyler: Optional[str] = typer.Option(None, "--restyler", help="auto | neural | classic | diffusion."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Diffusion restyle: text describing the new surroundings."),
     negative_prompt: Optional[str] = typer.Option(None, "--negative-prompt", help="Diffusion restyle: what to avoid."),

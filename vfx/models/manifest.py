@@ -38,7 +38,7 @@ class ModelFile(BaseModel):
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = ""
-    kind: Literal["sam", "diffusion", "controlnet", "face_age", "face_lipsync", "face_detect", "face_identity",
+    kind: Literal["sam", "sam2", "diffusion", "controlnet", "face_age", "face_lipsync", "face_detect", "face_identity",
                   "style_transfer"]
     description: str = ""
     licence: str

@@ -50,6 +50,14 @@ def _sam_serves(config: PipelineConfig) -> str | None:
     return _takes("prompt", "person")(config)
 
 
+def _sam2(ctx: BuildContext) -> Step:
+    from vfx.models import ModelStore
+    from vfx.segment.sam2 import Sam2VideoSegmenter, load_sam2
+
+    sam2 = load_sam2(ModelStore(), ctx.choice.model, ctx.device)
+    return Sam2VideoSegmenter(_subject(ctx.config).prompts, sam2, feather_px=ctx.config.segment.feather_px)
+
+
 def _subjects(ctx: BuildContext) -> Step:
     """Several --subject: each gets the backend auto picks for it alone, and its own matte."""
     steps = {}
@@ -62,6 +70,7 @@ def _subjects(ctx: BuildContext) -> Step:
 
 register(Backend("segment", "subjects", _subjects, licence="that of each subject's backend",
                  serves=lambda config: None if _subject(config).subjects else "one subject", rank=1))
+register(Backend("segment", "sam2", _sam2, model_kind="sam2", needs_gpu=True, serves=_takes("prompt"), rank=5))
 register(Backend("segment", "sam", _sam, model_kind="sam", needs_gpu=True, serves=_sam_serves, rank=10))
 register(Backend("segment", "person", _person, licence="Apache-2.0 (mediapipe selfie segmentation, bundled)",
                  serves=_takes("person"), rank=50))
