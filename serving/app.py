@@ -29,7 +29,7 @@ from serving.store import FINAL_STATES, JobStore
 from serving.untrusted import Refused, probe_untrusted
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
-from vfx.job import build_steps
+from serving.gates import check_config
 from vfx.provenance import sidecar_path
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
@@ -174,7 +174,7 @@ class Gateway:
         except ValidationError as exc:
             first = exc.errors()[0]
             raise HTTPException(422, f"config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-        build_steps(pipeline, "cpu")  # refuses a config with nothing to do or an unknown style before any upload work
+        check_config(pipeline)  # plans the job (no weights loaded) before any upload work
         if (file is None) == (path is None):
             raise HTTPException(422, "give exactly one of: an uploaded file, or a path")
         source, digest, uploaded = (await self._receive_upload(file)) if file is not None else self._named_path(path)

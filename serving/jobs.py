@@ -15,6 +15,7 @@ from typing import Any
 from ray.exceptions import RayError
 
 from serving.chunks import (assemble, chunk_is_complete, chunk_path, plan_chunks, render_chunk, write_manifest)
+from serving.gates import gate_for
 from serving.logs import job_logger
 from serving.settings import load_settings
 from serving.store import Chunk, JobStore
@@ -78,8 +79,9 @@ class ChunkWorker:
             return self.store.state_of(job_id) == "cancelled"
 
         started = time.monotonic()
+        gate = gate_for(config, self.settings.consent_db)  # face edits: the server's store, the job's project
         frames = render_chunk(job["input_path"], chunk, config, Path(job["job_dir"]), job["want_matte"],
-                              progress, cancelled)
+                              progress, cancelled, gate)
         self.store.update_chunk(job_id, index, state="done", frames_done=frames, error=None)
         log.info("chunk %d done: %d frames in %.1f s", index, frames, time.monotonic() - started, extra={"chunk": index})
         return frames
