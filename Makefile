@@ -18,10 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 # Debian packages: espeak-ng makes the speech the lip-sync tests drive with; PostgreSQL is the
-# real server the consent ledger's concurrency tests run against.
+# real server the consent ledger's concurrency tests run against; chromium is the browser the web
+# page tests drive (Playwright with executable_path, no browser download).
 system:
-	@dpkg -s espeak-ng postgresql >/dev/null 2>&1 || \
-	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng postgresql >/dev/null )
+	@dpkg -s espeak-ng postgresql chromium >/dev/null 2>&1 || \
+	  ( $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq espeak-ng postgresql chromium >/dev/null )
 
 samples/vtest.avi:
 	@command -v apt-get >/dev/null || { echo "needs Debian/Ubuntu apt-get to fetch opencv-doc"; exit 1; }

@@ -6,27 +6,29 @@
 import asyncio
 import hashlib
 import json
-import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import generate_latest
-from pydantic import ValidationError
 from ray import serve
 
 from serving.auth import KeyRing, Principal, Role, key_from_headers
 from serving.consent_api import consent_router
+from serving.admission import Admission
+from serving.guard import RequestGuard
+from serving.intake import discard, incoming_size, new_job_dir, stage_shot, stage_side_inputs
+from serving.jobspec import parse_job_config
 from serving.jobs import ChunkWorker, JobManager, job_outputs
 from serving.logs import job_logger, setup_logging
 from serving.readiness import Readiness
 import serving.metrics as metrics
 from serving.settings import ServeSettings, load_settings
 from serving.store import FINAL_STATES, JobStore
-from serving.untrusted import Refused, probe_untrusted
+from serving.untrusted import Refused
+from serving.web import mount_web
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from serving.gates import check_config
@@ -35,7 +37,6 @@ from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
 
 APPLICATIONS = ("vfx", "vfx-stream")  # Serve applications whose deployments readiness waits for
-UPLOAD_BLOCK = 1 << 20
 KICK_TIMEOUT_S = 2.0
 
 api = FastAPI(title="vfx", version="0.1.0",
@@ -81,6 +82,10 @@ def require(*roles: Role):
 Operator = Annotated[Principal, Depends(require(Role.operator))]
 api.include_router(consent_router(require))
 Admin = Annotated[Principal, Depends(require(Role.admin))]
+mount_web(api)  # the crew's page at /, its session cookies, and /docs served offline
+
+
+api.add_middleware(RequestGuard)  # key, role and body size checked before a byte of the body is read
 
 
 @api.middleware("http")
@@ -100,7 +105,7 @@ async def vfx_error(_: Request, exc: VfxError) -> JSONResponse:
 
 @api.exception_handler(Refused)
 async def refused(_: Request, exc: Refused) -> JSONResponse:
-    return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+    return JSONResponse({"detail": exc.reason}, status_code=exc.status, headers=exc.headers)
 
 
 def job_view(job: dict[str, Any], store: JobStore) -> dict[str, Any]:
@@ -116,6 +121,8 @@ def job_view(job: dict[str, Any], store: JobStore) -> dict[str, Any]:
         "frames_per_second": round(done / seconds, 3) if seconds > 0 else 0.0,
         "chunks": {"total": len(chunks), "done": sum(c.state == "done" for c in chunks),
                    "attempts": sum(c.attempts for c in chunks)},
+        "concealed": {"packets": job.get("concealed_packets") or 0,
+                      "frames": json.loads(job.get("concealed_frames") or "[]")},
         "created_at": job["created_at"], "started_at": job["started_at"], "finished_at": job["finished_at"],
         "links": {"self": base, "output": f"{base}/output", "manifest": f"{base}/manifest",
                   **({"matte": f"{base}/matte"} if job["want_matte"] else {})},
@@ -135,6 +142,8 @@ class Gateway:
         # Serve pickles this class by value, so module-level objects used in its methods are copies;
         # shared state goes through the running app (request.app) and the metrics module.
         api.state.keys = Keys(self.settings.keys_file)
+        api.state.settings = self.settings
+        self.admission = api.state.admission = Admission(self.store, self.settings)
         api.state.consent_db = self.settings.consent_db
         self.readiness = Readiness(APPLICATIONS)
 
@@ -169,32 +178,43 @@ class Gateway:
                      matte: Annotated[bool, Form()] = False,
                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> dict[str, Any]:
         """Submit a shot. The same Idempotency-Key again returns the first job instead of a new one."""
-        try:
-            pipeline = PipelineConfig.model_validate_json(config)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise HTTPException(422, f"config: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
-        check_config(pipeline)  # plans the job (no weights loaded) before any upload work
+        pipeline = parse_job_config(config, self.settings.consent_db, self.settings.input_roots)
         if (file is None) == (path is None):
             raise HTTPException(422, "give exactly one of: an uploaded file, or a path")
-        source, digest, uploaded = (await self._receive_upload(file)) if file is not None else self._named_path(path)
-        await asyncio.to_thread(probe_untrusted, source, self.settings.limits)
-        frame_range = parse_frame_range(frames, probe(source))
+        incoming = await asyncio.to_thread(incoming_size, file, path, self.settings)
+        await asyncio.to_thread(self.admission.check, principal.name, incoming)
+        job_dir = new_job_dir(self.settings)
+        try:
+            return await self._accept(principal, response, file, path, pipeline, frames, matte, idempotency_key, job_dir)
+        except BaseException:
+            discard(job_dir)  # a refused or failed submission leaves no file behind
+            raise
+
+    async def _accept(self, principal: Principal, response: Response, file: UploadFile | None, path: str | None,
+                      pipeline: PipelineConfig, frames: str | None, matte: bool, idempotency_key: str | None,
+                      job_dir: Path) -> dict[str, Any]:
+        staged, report = await stage_shot(file, path, job_dir, self.settings)
+        pipeline, side_hashes = await stage_side_inputs(pipeline, job_dir, self.settings)
+        # plans the job (a backend for every capability, no weights loaded): refuses a config with nothing to
+        # do, an unknown style or a model not in the store; workers build and run the plan
+        await asyncio.to_thread(check_config, pipeline)
+        frame_range = parse_frame_range(frames, await asyncio.to_thread(probe, staged.path))
         request_digest = hashlib.sha256(json.dumps(
-            [digest, pipeline.model_dump(), frame_range.first, frame_range.last, matte]).encode()).hexdigest()
+            [staged.sha256, side_hashes, pipeline.model_dump(exclude={"restyle": {"style_image"}, "face": {"lipsync"}}),
+             frame_range.first, frame_range.last, matte]).encode()).hexdigest()
         if idempotency_key:
             existing = self.store.find_by_idempotency_key(principal.name, idempotency_key)
             if existing is not None:
+                discard(job_dir)
                 return self._replay(existing, request_digest, response)
-        job_id_dir = self.settings.state_path / "jobs" / uuid.uuid4().hex
-        job_id_dir.mkdir(parents=True)
         job, created = self.store.create_job({
             "owner": principal.name, "idempotency_key": idempotency_key, "request_digest": request_digest,
-            "input_path": str(source), "input_sha256": digest, "uploaded": uploaded,
+            "input_path": str(staged.path), "input_sha256": staged.sha256, "uploaded": file is not None,
             "config_json": pipeline.model_dump_json(), "first_frame": frame_range.first,
-            "last_frame": frame_range.last, "want_matte": matte, "job_dir": str(job_id_dir)})
+            "last_frame": frame_range.last, "want_matte": matte, "job_dir": str(job_dir),
+            "concealed_packets": report.concealed_packets})
         if not created:
-            shutil.rmtree(job_id_dir, ignore_errors=True)
+            discard(job_dir)
             return self._replay(job, request_digest, response)
         job_logger(job["id"]).info("job accepted from %s: frames %d-%d", principal.name, frame_range.first,
                                    frame_range.last, extra={"principal": principal.name})
@@ -212,44 +232,6 @@ class Gateway:
             await asyncio.wait_for(self.manager.kick.remote(), KICK_TIMEOUT_S)
         except Exception:  # the job is stored: the manager's next poll picks it up (it may be restarting)
             job_logger(job_id).warning("could not wake the job manager; its next poll starts the job", exc_info=True)
-
-    async def _receive_upload(self, file: UploadFile) -> tuple[Path, str, bool]:
-        limit = self.settings.limits.max_bytes
-        if file.size is not None and file.size > limit:
-            raise Refused(413, f"upload is {file.size} bytes; the limit is {limit}")
-        suffix = Path(file.filename or "upload").suffix.lower()[:8]
-        if suffix and not suffix[1:].isalnum():
-            suffix = ""
-        staging = self.settings.state_path / "uploads" / f".incoming-{uuid.uuid4().hex}{suffix}"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with open(staging, "wb") as out:
-                while block := await file.read(UPLOAD_BLOCK):
-                    size += len(block)
-                    if size > limit:
-                        raise Refused(413, f"upload is larger than the limit of {limit} bytes")
-                    digest.update(block)
-                    out.write(block)
-            final = staging.with_name(f"{digest.hexdigest()}{suffix}")
-            staging.replace(final)
-        except BaseException:
-            staging.unlink(missing_ok=True)
-            raise
-        return final, digest.hexdigest(), True
-
-    def _named_path(self, path: str) -> tuple[Path, str, bool]:
-        if "://" in path or path.startswith(("concat:", "pipe:", "file:")):
-            raise Refused(422, "only local files are accepted, not URLs or protocols")
-        resolved = Path(path).resolve()
-        roots = [Path(r).expanduser().resolve() for r in self.settings.input_roots]
-        if not any(resolved.is_relative_to(root) for root in roots):
-            raise Refused(403, "path is outside the service's input roots")
-        if not resolved.is_file():
-            raise Refused(404, f"{path}: no such file")
-        stat = resolved.stat()
-        digest = hashlib.sha256(f"{resolved}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
-        return resolved, digest, False
 
     def _owned_job(self, job_id: str, principal: Principal) -> dict[str, Any]:
         job = self.store.job(job_id)
@@ -277,6 +259,8 @@ class Gateway:
             raise HTTPException(404, f"no {what} for this job; there is {', '.join(files)}")
         if job["state"] != "done":
             raise HTTPException(409, f"job is {job['state']}; files exist once it is done")
+        if job.get("files_deleted_at"):
+            raise HTTPException(410, "this job's files were deleted by the retention policy")
         target, media = files[what]
         if not target.is_file():
             raise HTTPException(404, f"no {what} was written for this job")

@@ -2,7 +2,7 @@
 
 Chunk k writes frames [write_first, last] but decodes and processes from ``process_first``
 (``overlap`` frames earlier), so matte smoothing and restyle stabilisation enter the chunk
-warmed up, as they would in one long run. Chunks are intermediates (lossless H.264 in MKV,
+warmed up, as they would in one long run. Chunks are intermediates (lossless RGB H.264 in MKV,
 written atomically by FrameWriter); the final MP4 is encoded once from them, skipping each
 chunk's overlap frames, with the source's audio for the range. A chunk file either exists
 complete or not at all, so a resumed job redoes only chunks without one.
@@ -25,17 +25,14 @@ from vfx.frames import FrameBatch
 from vfx.job import JobSpec, run_job
 from vfx.provenance import write_provenance
 from vfx.provenance.manifest import sidecar_path
-from vfx.segment import parse_subject
 from vfx.video import FrameRange, FrameReader, FrameWriter, MatteWriter, probe
 
 INTERMEDIATE_CRF = 0  # lossless: the only generation loss is the final encode
 
 
 def plan_chunks(job_id: str, first: int, last: int, config: PipelineConfig, chunk_frames: int, overlap: int) -> list[Chunk]:
-    # A prompted subject (box/points on a key frame) is tracked outward from that key frame;
-    # a chunk without the key frame has nothing to start from, so such shots run as one chunk.
-    if parse_subject(config.segment.subject).kind == "prompt":
-        chunk_frames = last - first + 1
+    # A prompted subject is tracked through the whole shot first (serving/tracking.py); its chunks
+    # replay the stored mattes, so they split like any other shot.
     chunks = []
     for index, start in enumerate(range(first, last + 1, chunk_frames)):
         end = min(last, start + chunk_frames - 1)
@@ -62,8 +59,10 @@ def chunk_is_complete(path: Path, expected_frames: int) -> bool:
 
 
 def render_chunk(source: str, chunk: Chunk, config: PipelineConfig, job_dir: Path, want_matte: bool,
-                 progress: Callable[[int], None], cancelled: Callable[[], bool], gate: Any = None) -> int:
+                 progress: Callable[[int], None], cancelled: Callable[[], bool],
+                 concealed: list[int] | None = None, gate: Any = None) -> int:
     """Process the chunk's frames (overlap included) into its intermediate file(s); returns frames processed.
+    ``concealed`` gets the written frames the reader had to conceal (damaged input).
 
     run_job signs the intermediate as it signs any output (steps, model hashes from the steps,
     grants and likeness edits from ``gate``); the assembled output's provenance is made from these."""
@@ -71,12 +70,15 @@ def render_chunk(source: str, chunk: Chunk, config: PipelineConfig, job_dir: Pat
     matte = chunk_matte_path(job_dir, chunk.index) if want_matte else None
     out.parent.mkdir(parents=True, exist_ok=True)
     intermediate = config.model_copy(update={"output": config.output.model_copy(
-        update={"crf": INTERMEDIATE_CRF, "preset": "ultrafast", "keep_audio": False, "provenance": True})})
+        update={"crf": INTERMEDIATE_CRF, "preset": "ultrafast", "keep_audio": False, "provenance": True,
+                "lossless_rgb": True})})
     spec = JobSpec(input=source, output=str(out), config=intermediate,
                    frames=f"{chunk.process_first}-{chunk.last}", matte=str(matte) if matte else None)
     result = run_job(spec, progress=progress, cancelled=cancelled, gate=gate)
     if not chunk_is_complete(out, chunk.process_count):
         raise VfxError(f"chunk {chunk.index}: intermediate does not hold {chunk.process_count} frames")
+    if concealed is not None:
+        concealed.extend(f for f in result.bad_frames if f >= chunk.write_first)
     return result.frames
 
 

@@ -75,6 +75,9 @@ def serve_command(
         if factor < 1.0:
             typer.echo(f"vfx: the deployments ask more CPUs than the {ray.cluster_resources()['CPU']:g} this "
                        f"machine gives Ray (--num-cpus); every num_cpus is scaled by {factor:g}", err=True)
+        from serving.cluster import check_nodes
+
+        check_nodes(settings)  # one line if nodes do not share the state dir, or would share SQLite
         serve.start(http_options=http)
         run_applications({**args, "deployments": options}, wait=False)
         _wait_until_ready(url)

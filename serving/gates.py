@@ -15,8 +15,6 @@ from vfx.job import _open_gate, needs_consent, plan_steps
 
 def check_config(config: PipelineConfig, device: str = "cpu") -> None:
     """Refuse (VfxError) what the service will not run, before any upload work or weights."""
-    if config.consent.db is not None:
-        raise VfxError("consent.db: the service uses its own consent store; do not name one")
     if needs_consent(config) and not config.consent.project:
         raise VfxError("face edits run only through the consent gate: give consent.project")
     plan_steps(config, device)

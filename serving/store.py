@@ -1,4 +1,4 @@
-"""Job records in SQLite (or any SQLAlchemy URL): they outlive replicas and restarts of the app."""
+"""Job records in SQLite (one node) or PostgreSQL (a cluster): they outlive replicas and restarts of the app."""
 from __future__ import annotations
 
 import time
@@ -8,13 +8,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import (Boolean, Float, Integer, String, Text, UniqueConstraint, create_engine, event, select,
-                        update)
+from sqlalchemy import (Boolean, Float, Integer, String, Text, UniqueConstraint, create_engine, event, func,
+                        inspect, or_, select, text, update)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from vfx.consent.store import normalise_url
+
 ACTIVE_STATES = ("queued", "running", "assembling")
 FINAL_STATES = ("done", "failed", "cancelled")
+SCHEMA_LOCK_KEY = 0x766678  # "vfx": a PostgreSQL advisory lock held while creating the tables
 
 
 class Base(DeclarativeBase):
@@ -41,6 +44,9 @@ class JobRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    concealed_packets: Mapped[int] = mapped_column(Integer, default=0)  # damaged video packets the probe found
+    concealed_frames: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of frames the reader concealed
+    files_deleted_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # retention removed the job's files
 
 
 class ChunkRow(Base):
@@ -54,6 +60,10 @@ class ChunkRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     frames_done: Mapped[int] = mapped_column(Integer, default=0)  # processed, overlap included
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    lease_holder: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    lease_until: Mapped[float | None] = mapped_column(Float, nullable=True)
+    renders: Mapped[int] = mapped_column(Integer, default=0)  # renders that finished and were kept
+    concealed: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of written frames the reader concealed
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,14 @@ class Chunk:
     attempts: int = 0
     frames_done: int = 0
     error: str | None = None
+    lease_holder: str | None = None
+    lease_until: float | None = None
+    renders: int = 0
+    concealed: str = "[]"
+
+    def leased(self, now: float) -> bool:
+        """Being rendered by a worker that renewed its lease recently (it may outlive a job manager)."""
+        return self.state == "running" and self.lease_until is not None and self.lease_until > now
 
     @property
     def write_count(self) -> int:
@@ -92,11 +110,34 @@ def _chunk(row: ChunkRow) -> Chunk:
 
 
 class JobStore:
+    """Job and chunk records. ``url``: SQLite for one node; PostgreSQL (``postgresql://user@host/db``,
+    the consent store's URL style) when several nodes or replicas share the records."""
+
     def __init__(self, url: str):
-        self.engine = create_engine(url, connect_args={"timeout": 30} if url.startswith("sqlite") else {})
+        url = normalise_url(url)
         if url.startswith("sqlite"):
+            self.engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+            Base.metadata.create_all(self.engine)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+            with self.engine.begin() as connection:  # replicas starting together must not race on CREATE TABLE
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                Base.metadata.create_all(connection)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A database made by an older version gets the columns added since (all nullable or defaulted)."""
+        inspector = inspect(self.engine)
+        with self.engine.begin() as connection:
+            for table in Base.metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present:
+                        default = column.default.arg if column.default is not None else None
+                        literal = f" DEFAULT {default!r}" if isinstance(default, (int, float, str)) else ""
+                        kind = column.type.compile(self.engine.dialect)
+                        connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}{literal}'))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -135,6 +176,12 @@ class JobStore:
                 query = query.where(JobRow.owner == owner)
             return [_job_dict(r) for r in s.scalars(query)]
 
+    def active_jobs(self) -> list[tuple[str, str]]:
+        """(id, state) of every queued, running or assembling job, oldest first."""
+        with self.session() as s:
+            return [(r.id, r.state) for r in s.execute(select(JobRow.id, JobRow.state)
+                                                       .where(JobRow.state.in_(ACTIVE_STATES)).order_by(JobRow.created_at))]
+
     def active_job_ids(self) -> list[str]:
         with self.session() as s:
             return list(s.scalars(select(JobRow.id).where(JobRow.state.in_(ACTIVE_STATES)).order_by(JobRow.created_at)))
@@ -169,6 +216,65 @@ class JobStore:
         with self.session() as s:
             row = s.get(ChunkRow, (job_id, index))
             return _chunk(row) if row else None
+
+    def take_lease(self, job_id: str, index: int, holder: str, lease_s: float) -> int | None:
+        """Start an attempt on a chunk unless it is done or another worker holds a live lease on it.
+        Atomic (one UPDATE), so two workers sent the same chunk cannot both render it. Returns the attempt."""
+        now = time.time()
+        with self.session() as s:
+            claimed = s.execute(
+                update(ChunkRow).where(ChunkRow.job_id == job_id, ChunkRow.index == index, ChunkRow.state != "done",
+                                       or_(ChunkRow.state != "running", ChunkRow.lease_until.is_(None),
+                                           ChunkRow.lease_until <= now, ChunkRow.lease_holder == holder))
+                .values(state="running", attempts=ChunkRow.attempts + 1, frames_done=0, lease_holder=holder,
+                        lease_until=now + lease_s))
+            if claimed.rowcount != 1:
+                return None
+            return s.scalar(select(ChunkRow.attempts).where(ChunkRow.job_id == job_id, ChunkRow.index == index))
+
+    def renew_lease(self, job_id: str, index: int, holder: str, lease_s: float, **fields: Any) -> bool:
+        with self.session() as s:
+            return s.execute(update(ChunkRow).where(ChunkRow.job_id == job_id, ChunkRow.index == index,
+                                                    ChunkRow.lease_holder == holder)
+                             .values(lease_until=time.time() + lease_s, **fields)).rowcount == 1
+
+    def finish_chunk(self, job_id: str, index: int, holder: str, frames: int, concealed: str = "[]") -> bool:
+        """Mark done (the caller made the files durable first); False if the lease was lost meanwhile."""
+        with self.session() as s:
+            return s.execute(update(ChunkRow).where(ChunkRow.job_id == job_id, ChunkRow.index == index,
+                                                    ChunkRow.lease_holder == holder, ChunkRow.state == "running")
+                             .values(state="done", frames_done=frames, error=None, lease_holder=None,
+                                     lease_until=None, renders=ChunkRow.renders + 1, concealed=concealed)).rowcount == 1
+
+    def release_lease(self, job_id: str, index: int, holder: str, error: str | None) -> None:
+        with self.session() as s:
+            s.execute(update(ChunkRow).where(ChunkRow.job_id == job_id, ChunkRow.index == index,
+                                             ChunkRow.lease_holder == holder)
+                      .values(state="pending", lease_holder=None, lease_until=None, error=error))
+
+    def count_jobs(self, states: tuple[str, ...], owner: str | None = None) -> int:
+        with self.session() as s:
+            query = select(func.count()).select_from(JobRow).where(JobRow.state.in_(states))
+            if owner is not None:
+                query = query.where(JobRow.owner == owner)
+            return int(s.scalar(query))
+
+    def jobs_with_files(self, owner: str | None = None) -> list[dict[str, Any]]:
+        """Every job whose folder retention has not removed yet (oldest first)."""
+        with self.session() as s:
+            query = select(JobRow).where(JobRow.files_deleted_at.is_(None)).order_by(JobRow.created_at)
+            if owner is not None:
+                query = query.where(JobRow.owner == owner)
+            return [_job_dict(r) for r in s.scalars(query)]
+
+    def job_with_dir(self, job_dir: str) -> dict[str, Any] | None:
+        with self.session() as s:
+            row = s.scalar(select(JobRow).where(JobRow.job_dir == job_dir))
+            return _job_dict(row) if row else None
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        with self.session() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(**fields))
 
     def start_attempt(self, job_id: str, index: int) -> int:
         with self.session() as s:

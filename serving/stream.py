@@ -57,6 +57,8 @@ class StreamOptions(BaseModel):
 def stream_config_problem(config: PipelineConfig) -> str | None:
     """Why a stream cannot run this config, checked before any frame: the service's checks and
     the registry's plan (no weights are loaded)."""
+    if config.consent.db is not None:
+        return "consent.db: the service uses its own consent store; do not name one"
     try:
         if parse_subject(config.segment.subject).kind == "prompt":
             return "a prompted subject (box/points on a key frame) needs the whole shot; submit a job"

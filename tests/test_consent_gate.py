@@ -34,6 +34,11 @@ class Setup:
     def grant(self, project=PROJECT, ops=("rejuvenate",), start=-1, end=30, key=None):
         return issue_grant(self.store, key or self.holder, "megamind", project, list(ops), days(start), days(end))
 
+    def delegate_and_grant(self, key):
+        """The holder makes ``key`` an authority of megamind (it is not trusted by the studio), which grants."""
+        authorize(self.store, self.holder, "megamind", "add", public_key_text(key.public_key()))
+        return self.grant(key=key)
+
     def gate(self, policy="skip", interval=0.0) -> ConsentGate:
         return open_gate(self.url, PROJECT, policy, GateConfig(revocation_interval_s=interval), trusted=self.trusted)
 
@@ -97,8 +102,7 @@ REFUSALS = {
     "revoked": (lambda s: revoke_grant(s.store, s.holder, s.grant().grant_id, "withdrawn"), "revoked"),
     "other project": (lambda s: s.grant(project="other"), "has grants only in other"),
     "other operation": (lambda s: s.grant(ops=("lipsync",)), "no grant for operation 'rejuvenate'"),
-    "untrusted key": (lambda s: authorize(s.store, s.holder, "megamind", "add", public_key_text(s.rogue.public_key()))
-                      and s.grant(key=s.rogue), "signed by untrusted key"),
+    "untrusted key": (lambda s: s.delegate_and_grant(s.rogue), "signed by untrusted key"),
 }
 
 
@@ -145,7 +149,7 @@ def test_near_tie_between_two_subjects_is_refused_as_ambiguous(setup: Setup) -> 
 
 
 def test_grant_does_not_survive_swapping_the_subject_reference_faces(setup: Setup) -> None:
-    grant = setup.grant()
+    setup.grant()
     other_face = faces_of_test_frame()[1][1]
     with setup.store.engine.begin() as connection:  # an attacker re-points the subject at someone else
         connection.exec_driver_sql("UPDATE consent_subjects SET embeddings = ? WHERE name = 'megamind'",

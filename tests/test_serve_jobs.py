@@ -45,12 +45,18 @@ def test_uploaded_shot_comes_back_with_every_frame_and_its_rate(app, tmp_path):
         output = probe(download(client, job["id"], "output", tmp_path / "out.mp4"))
         matte = probe(download(client, job["id"], "matte", tmp_path / "matte.mp4"))
         manifest = client.get(f"/v1/jobs/{job['id']}/manifest").json()
+        download(client, job["id"], "provenance", tmp_path / "out.mp4.provenance.json")  # the signed sidecar
     assert (output.frame_count, output.fps, output.width, output.height, output.video_codec) == (30, 10, 768, 576, "h264")
     assert matte.frame_count == 30
     assert manifest["output"]["frames"] == 30 and [c["write_first"] for c in manifest["chunks"]] == [100, 112, 124]
     from vfx.provenance.c2pa_embed import read_c2pa
 
     assert read_c2pa(tmp_path / "out.mp4") is not None, "the assembled output carries a C2PA manifest"
+    from vfx.provenance import verify_provenance
+    from vfx.provenance.certificates import trusted_root_path
+
+    report = verify_provenance(tmp_path / "out.mp4", trusted_root_path().read_bytes())  # the service's pinned root
+    assert report.ok, report.problems
 
 
 def test_the_same_idempotency_key_twice_makes_one_job(app):

@@ -69,6 +69,9 @@ def test_subject_prompts_parse_and_refuse_nonsense():
     assert spec.kind == "prompt" and spec.prompt.box == (1, 2, 30, 40) and spec.prompt.key_frame == 7
     assert spec.prompt.points == ((10, 12),) and spec.prompt.negative_points == ((5, 5),)
     assert parse_subject("person").kind == "person"
-    for bad in ("box:1,2,3", "point:1,2@3+point:4,5@6", "blob:1,2", "negpoint:1,1", "person+box:1,2,3,4"):
+    keys = parse_subject("point:4,5@260+box:1,2,30,40@120")  # key frames of one subject, in frame order
+    assert [p.key_frame for p in keys.prompts] == [120, 260] and keys.prompt.box == (1, 2, 30, 40)
+    for bad in ("box:1,2,3", "negpoint:1,2@3+point:4,5@6", "blob:1,2", "negpoint:1,1", "person+box:1,2,3,4",
+                "box:1,2,3,4@5+box:1,2,3,4@5"):
         with pytest.raises(VfxError):
             parse_subject(bad)

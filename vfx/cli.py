@@ -18,6 +18,7 @@ app = typer.Typer(
 
 __import__("vfx.cli_run", fromlist=["register"]).register(app)
 __import__("vfx.batch", fromlist=["register"]).register(app)
+__import__("vfx.restyle.sheet", fromlist=["register"]).register(app)  # `vfx styles`
 # Sub-commands owned by other modules are mounted here, one line each.
 # (vfx.consent.cli, vfx.models.cli, vfx.provenance.cli)
 app.add_typer(__import__("vfx.consent.cli", fromlist=["app"]).app, name="consent")

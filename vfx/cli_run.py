@@ -17,7 +17,8 @@ from vfx.restyle.styles import STYLE_DESCRIPTIONS
 
 log = logging.getLogger("vfx")
 
-STYLE_HELP = "Look for the surroundings: " + "; ".join(f"{k} ({v})" for k, v in STYLE_DESCRIPTIONS.items()) + "."
+STYLE_HELP = ("Look for the surroundings: " + "; ".join(f"{k} ({v})" for k, v in STYLE_DESCRIPTIONS.items())
+              + "; or a neural style: 0-25, a name (starry, impasto, mosaic... see `vfx styles`), or a blend like starry:0.7,3:0.3.")
 
 
 def run(
@@ -25,16 +26,17 @@ def run(
     output: str = typer.Option(..., "-o", "--output", help="Output .mp4/.mov/.mkv (H.264, audio kept) or sequence pattern like out.%04d.png / .exr (matte in alpha)."),
     subject: Optional[list[str]] = typer.Option(None, "--subject", "-s", help="person | box:x,y,w,h@FRAME | point:x,y@FRAME | negpoint:x,y@FRAME; join prompts with + or repeat the option."),
     style: Optional[str] = typer.Option(None, "--style", help=STYLE_HELP),
-    style_image: Optional[str] = typer.Option(None, "--style-image", help="Take the surroundings' colours from this picture (e.g. starry_night.jpg)."),
+    style_image: Optional[str] = typer.Option(None, "--style-image", help="Paint the surroundings in the style of this picture (e.g. starry_night.jpg; neural restyle)."),
+    preserve_colour: bool = typer.Option(False, "--preserve-colour", help="Neural restyle: the painting's strokes, the footage's colours."),
     matte: Optional[str] = typer.Option(None, "--matte", help="Also write the subject matte: grayscale .mp4 or a PNG sequence pattern."),
     frames: Optional[str] = typer.Option(None, "--frames", help="Inclusive frame range FIRST-LAST (0-based for video files, file numbers for sequences), e.g. 1001-1100."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Frames per batch (default: 8 on CPU, from free memory on CUDA)."),
     config: Optional[str] = typer.Option(None, "--config", help="Pipeline YAML (e.g. configs/documentary.yaml); options given here override it."),
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="auto | person | prompt | sam."),
-    restyler: Optional[str] = typer.Option(None, "--restyler", help="auto | classic | diffusion."),
+    restyler: Optional[str] = typer.Option(None, "--restyler", help="auto | neural | classic | diffusion."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Diffusion restyle: text describing the new surroundings."),
     negative_prompt: Optional[str] = typer.Option(None, "--negative-prompt", help="Diffusion restyle: what to avoid."),
-    strength: Optional[float] = typer.Option(None, "--strength", min=0.0, max=1.0, help="Diffusion restyle: how far from the source (0..1)."),
+    strength: Optional[float] = typer.Option(None, "--strength", min=0.0, max=1.0, help="How far from the source (0..1): neural style strength (default 1), diffusion denoising strength (default 0.5)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Diffusion restyle: denoising steps."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Diffusion restyle: one seed for the whole shot."),
     model: Optional[str] = typer.Option(None, "--model", help="Model from the store for the chosen model backend (e.g. sam_vit_h, sd15); see `vfx models list`."),
@@ -45,6 +47,7 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | cuda:N."),
     feather: Optional[float] = typer.Option(None, "--feather", min=0.0, help="Matte edge feather in pixels (outward; the subject itself stays exact)."),
     rejuvenate: Optional[float] = typer.Option(None, "--rejuvenate", min=0.0, max=1.0, help="De-age consented faces by this strength (needs --project and a grant)."),
+    rejuvenate_hair: bool = typer.Option(False, "--rejuvenate-hair", help="With --rejuvenate: also darken grey hair, brows and beard near the face."),
     lipsync: Optional[str] = typer.Option(None, "--lipsync", help="Re-sync consented faces' lips to this audio file; the output carries it (needs --project and a grant)."),
     project: Optional[str] = typer.Option(None, "--project", help="Consent project whose grants allow face edits."),
     consent_policy: Optional[str] = typer.Option(None, "--consent-policy", help="skip (edit only consented faces) | fail (refuse the job if any face is refused)."),
@@ -58,11 +61,13 @@ def run(
         "segment.subject": subject, "segment.backend": segmenter, "segment.feather_px": feather,
         "restyle.style": style, "restyle.style_image": style_image, "restyle.backend": restyler,
         "restyle.prompt": prompt, "restyle.negative_prompt": negative_prompt, "restyle.strength": strength,
+        "restyle.style_strength": strength, "restyle.preserve_colour": preserve_colour or None,
         "restyle.steps": steps, "restyle.seed": seed, "face.rejuvenate": rejuvenate, "face.lipsync": lipsync,
         "segment.model": model if (segmenter or "").startswith("sam") else None,
         "restyle.model": model if restyler == "diffusion" else None, "restyle.controlnet": controlnet,
         "segment.allow_noncommercial": allow_noncommercial or None, "restyle.allow_noncommercial": allow_noncommercial or None,
         "face.allow_noncommercial": allow_noncommercial or None, "face.detector": face_detector,
+        "face.rejuvenate_hair": rejuvenate_hair or None,
         "face.backend": face_backend, "consent.project": project, "consent.policy": consent_policy, "device": device, "batch_size": batch_size,
         "output.on_bad_frames": "fail" if strict else None, "output.provenance": None if provenance else False,
     })

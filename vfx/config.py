@@ -19,6 +19,7 @@ class SegmentConfig(BaseModel):
     person_tile_px: int = Field(256, ge=0, description="tile size for finding distant people (0: whole frame only)")
     model: str | None = Field(None, description="SAM model from the store (configs/models.yaml); default: the first present")
     allow_noncommercial: bool = Field(False, description="let auto pick models whose licence forbids commercial use")
+    stored_mattes: str | None = Field(None, description="folder of a tracking pass's mattes to replay (backend stored)")
 
 
 class RestyleConfig(BaseModel):
@@ -38,11 +39,17 @@ class RestyleConfig(BaseModel):
     controlnet_scale: float = Field(0.8, ge=0)
     max_side: int = Field(768, ge=64, description="longest side the diffusion model works at; output is resized back")
     allow_noncommercial: bool = Field(False, description="let auto pick models whose licence forbids commercial use")
+    # neural restyle (vfx/restyle/neural.py)
+    style_strength: float = Field(1.0, ge=0, le=1, description="neural: 1 = the painting's style, 0 = the shot's own")
+    preserve_colour: bool = Field(False, description="neural: keep the source's colours, take the painting's strokes")
+    neural_size: int = Field(512, ge=128, le=2048, description="neural: longest side the network paints at (stroke scale)")
+    temporal: float = Field(0.98, ge=0, lt=1, description="neural: weight of the flow-warped previous frame where flow agrees")
 
 
 class FaceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     rejuvenate: float | None = Field(None, ge=0, le=1)
+    rejuvenate_hair: bool = Field(False, description="rejuvenate also darkens grey hair, brows and beard near the face")
     lipsync: str | None = None
     backend: str = "auto"
     detector: Literal["mediapipe", "scrfd"] = Field("mediapipe", description="face boxes: mediapipe (embedded) or scrfd (model store)")
@@ -65,6 +72,7 @@ class OutputConfig(BaseModel):
     keep_audio: bool = True
     on_bad_frames: Literal["conceal", "fail"] = "conceal"
     provenance: bool = Field(True, description="sign a provenance sidecar (and C2PA for MP4/MOV) for every output")
+    lossless_rgb: bool = Field(False, description="lossless RGB H.264 (libx264rgb) for intermediates encoded again later")
 
 
 class PipelineConfig(BaseModel):

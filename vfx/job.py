@@ -155,9 +155,10 @@ def _process(spec: JobSpec, info: VideoInfo, frame_range: FrameRange, steps: lis
     try:
         sinks.append(FrameWriter(spec.output, info, frame_range, keep_audio=config.output.keep_audio,
                                  crf=config.output.crf, preset=config.output.preset,
-                                 with_alpha=spec.output.lower().endswith(".exr"), audio_path=new_audio))
+                                 with_alpha=spec.output.lower().endswith(".exr"), audio_path=new_audio,
+                                 lossless_rgb=config.output.lossless_rgb))
         if spec.matte:
-            sinks.append(MatteWriter(spec.matte, info, frame_range))
+            sinks.append(MatteWriter(spec.matte, info, frame_range, lossless_rgb=config.output.lossless_rgb))
         result = Pipeline(steps, queue_depth=config.queue_depth)(
             reader.batches(batch_size), shot, sinks, progress, cancelled,
             frames=lambda first, last: FrameReader(info, FrameRange(first, last), strict=strict).frames())

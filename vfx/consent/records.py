@@ -2,15 +2,13 @@
 under the ledger lock, then stored in its table and appended to the ledger in one transaction."""
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from vfx.consent import ledger
 from vfx.consent.canonical import canonical_json, sha256_hex
-from vfx.consent.documents import AUTHORITY, ENROLMENT, GRANT, REVOCATION, Grant, Signed, grant_shape_problem, signature_problem
+from vfx.consent.documents import AUTHORITY, ENROLMENT, GRANT, REVOCATION, Grant, Signed, grant_shape_problem
 from vfx.consent.keys import key_id
 from vfx.consent.schema import GrantRow, LedgerHeadRow, RevocationRow, SubjectRow
 from vfx.consent.state import ConsentState
@@ -38,15 +36,6 @@ def _locked_state(session: Session) -> ConsentState:
     return state_in(session)
 
 
-def _refusal(state: ConsentState, signed: Signed) -> str:
-    problem = signature_problem(signed)
-    if problem:
-        return problem
-    trial = copy.deepcopy(state)
-    method = {ENROLMENT: trial._enrol, AUTHORITY: trial._authority, GRANT: trial._grant, REVOCATION: trial._revoke}
-    return method[signed.kind](signed, 0)
-
-
 def _payload(name: str, signed: Signed) -> dict:
     return {name: signed.document, "signature": signed.signature, "signer_key": key_id(signed.signer)}
 
@@ -68,7 +57,7 @@ def record_enrolment(store: ConsentStore, signed: Signed, embeddings: np.ndarray
         state = _locked_state(session)
         if session.get(SubjectRow, name) is not None:
             raise VfxError(f"subject {name!r} is already enrolled")
-        refusal = _refusal(state, signed)
+        refusal = state.refusal(signed)
         if refusal:
             raise VfxError(f"enrolment refused: {refusal}")
         session.add(SubjectRow(name=name, enrolled_at=str(doc["enrolled_at"]), digest=str(doc["subject_digest"]),
@@ -82,7 +71,7 @@ def record_authority(store: ConsentStore, signed: Signed) -> ledger.LedgerEntry:
     if signed.kind != AUTHORITY:
         raise VfxError(f"expected an authority document, got {signed.kind!r}")
     with store.session() as session:
-        refusal = _refusal(_locked_state(session), signed)
+        refusal = _locked_state(session).refusal(signed)
         if refusal:
             raise VfxError(f"authority change refused: {refusal}")
         return ledger.append(session, "authority.changed", _payload("authority", signed))
@@ -99,7 +88,7 @@ def record_grant(store: ConsentStore, signed: Signed) -> Grant:
         state = _locked_state(session)
         if str(doc.get("subject")) not in state.subjects:
             raise VfxError(f"no enrolled subject named {doc.get('subject')!r} (enrol first: vfx consent enroll)")
-        refusal = _refusal(state, signed)
+        refusal = state.refusal(signed)
         if refusal:
             raise VfxError(f"grant refused: {refusal}")
         session.add(GrantRow(grant_id=doc["grant_id"], subject=doc["subject"], project=doc["project"],
@@ -122,7 +111,7 @@ def record_revocation(store: ConsentStore, signed: Signed) -> dict:
         if signed.document.get("subject") != state.grants[grant_id].grant.subject:
             raise VfxError(f"revocation names subject {signed.document.get('subject')!r}, but grant {grant_id} is for "
                            f"{state.grants[grant_id].grant.subject!r}")
-        refusal = _refusal(state, signed)
+        refusal = state.refusal(signed)
         if refusal:
             raise VfxError(f"revocation refused: {refusal}")
         session.add(RevocationRow(grant_id=grant_id, document=canonical_json(signed.document).decode("utf-8"),

@@ -8,6 +8,7 @@ own claimed time is not trusted for this, so a removed authority cannot back-dat
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,8 +79,14 @@ class ConsentState:
         """Subjects for which ``public_key`` is an authority now."""
         return sorted(name for name, record in self.subjects.items() if public_key in record.authorities)
 
-    def problems_of(self, subject: str) -> list[str]:
-        return [message for _, message in self.problems if f"{subject!r}" in message]
+    def refusal(self, signed: Signed) -> str:
+        """Why ``signed`` would not count if appended now, or "" (the state itself is not changed)."""
+        problem = signature_problem(signed)
+        if problem:
+            return problem
+        trial = copy.deepcopy(self)
+        return {ENROLMENT: trial._enrol, AUTHORITY: trial._authority, GRANT: trial._grant,
+                REVOCATION: trial._revoke}[signed.kind](signed, 0)
 
     # -- the four document kinds; each returns why it does not count, or "" ----------------------------
     def _enrol(self, signed: Signed, seq: int) -> str:

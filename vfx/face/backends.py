@@ -18,11 +18,17 @@ def _store_file(model: str) -> str:
     return str(store.require(model) / store.manifest.entry(model).files[0].path)
 
 
-def _mediapipe(ctx: BuildContext) -> Any:
+def _operations(config: PipelineConfig) -> tuple[str, ...]:
+    """The likeness operations the detection step must ask the consent gate about."""
+    face = config.face
+    return tuple(op for op, wanted in (("rejuvenate", face.rejuvenate), ("lipsync", face.lipsync)) if wanted is not None)
+
+
+def _ensemble(ctx: BuildContext) -> Any:
     from vfx.face.detect import FaceDetector
     from vfx.face.tracks import DetectFaces
 
-    return DetectFaces(FaceDetector())
+    return DetectFaces(FaceDetector(), ctx.gate, _operations(ctx.config))
 
 
 def _scrfd(ctx: BuildContext) -> Any:
@@ -30,7 +36,8 @@ def _scrfd(ctx: BuildContext) -> Any:
     from vfx.face.scrfd import ScrfdDetector
     from vfx.face.tracks import DetectFaces
 
-    return DetectFaces(FaceDetector(box_source=ScrfdDetector(_store_file(ctx.choice.model)).boxes))
+    boxes = ScrfdDetector(_store_file(ctx.choice.model)).boxes
+    return DetectFaces(FaceDetector(extra_sources={"scrfd": boxes}), ctx.gate, _operations(ctx.config))
 
 
 def _needs_gate(ctx: BuildContext) -> None:
@@ -44,7 +51,7 @@ def _rejuvenate(ctx: BuildContext) -> Any:
     _needs_gate(ctx)
     onnx = ctx.choice.backend == "onnx"
     return Rejuvenate(ctx.gate, ctx.config.face.rejuvenate, backend="onnx" if onnx else "classic",
-                      model_path=_store_file(ctx.choice.model) if onnx else None)
+                      model_path=_store_file(ctx.choice.model) if onnx else None, hair=ctx.config.face.rejuvenate_hair)
 
 
 def _lipsync(ctx: BuildContext) -> Any:
@@ -68,9 +75,9 @@ def _arcface(ctx: BuildContext) -> Any:
     return arcface_backend(ctx.choice.model)
 
 
-EMBEDDED_FACE_LICENCE = "Apache-2.0 (mediapipe face detection + face mesh, bundled)"
+EMBEDDED_FACE_LICENCE = "Apache-2.0 (mediapipe face detection + face mesh, bundled); dlib HOG/CNN detectors (Boost, CC0 weights)"
 register(Backend("face_detect", "scrfd", _scrfd, models=("scrfd_10g",), rank=10))
-register(Backend("face_detect", "mediapipe", _mediapipe, licence=EMBEDDED_FACE_LICENCE, rank=50))
+register(Backend("face_detect", "mediapipe", _ensemble, licence=EMBEDDED_FACE_LICENCE, rank=50))
 register(Backend("identity", "dlib", _dlib, licence="CC0 (dlib-models: 5-point predictor, ResNet v1)", rank=50))
 register(Backend("identity", "arcface", _arcface, models=("arcface_r100",), rank=60))
 register(Backend("rejuvenate", "onnx", _rejuvenate, model_kind="face_age", needs_gpu=True, rank=10))

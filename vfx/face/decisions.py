@@ -1,18 +1,21 @@
 """Consent per face track: decided once per track, re-decided when the track is uncertain,
-re-checked every batch so a revocation stops further edits, summarised once per shot.
+re-checked every batch so a revocation stops further edits. The detection step owns this memory;
+what was actually edited is recorded by the likeness steps (``vfx.face.report``).
 
 The identity embedding of a track is the mean over its first frames in the batch where it is
 decided; a face without an allowed grant gets ``refused_ops[operation]`` and must stay untouched.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vfx.face.tracks import FaceTracks
-from vfx.frames import Face, FrameBatch, ShotState, frame_ranges
+from vfx.frames import Face, FrameBatch, ShotState
+
+if TYPE_CHECKING:
+    from vfx.face.tracks import FaceTracks
 
 EMBED_FRAMES = 3  # frames averaged into a track's identity embedding
 
@@ -27,24 +30,12 @@ class TrackDecision:
     reason: str
 
 
-@dataclass
-class TrackRecord:
-    """What happened to one track in one shot, for the ledger summary."""
-
-    subject: str | None = None
-    grant_ids: set[str] = field(default_factory=set)
-    edited: list[int] = field(default_factory=list)
-    refused: dict[int, str] = field(default_factory=dict)  # frame -> reason
-
-
 class TrackConsent:
-    """Per-shot consent memory of one operation; lives in ``shot.steps[f"{operation}.consent"]``."""
+    """Per-shot consent memory of one operation, held by the detection step's shot state."""
 
     def __init__(self, operation: str):
         self.operation = operation
         self.decisions: dict[int, TrackDecision] = {}
-        self.records: dict[int, TrackRecord] = {}
-        self.summarised = False
 
     def decide(self, gate: Any, batch: FrameBatch, tracks: FaceTracks, shot: ShotState) -> None:
         """Fill ``allowed_ops``/``refused_ops`` of every face in ``batch`` for this operation."""
@@ -55,11 +46,9 @@ class TrackConsent:
             first = _first_frame(batch, track_id)
             if track_id not in fresh and first is not None:
                 self._recheck(gate, decision, first, key)
-        for index, faces in zip(batch.indices.tolist(), batch.faces):
+        for faces in batch.faces:
             for face in faces:
-                self._apply(face, index)
-                if self.operation in face.allowed_ops and hasattr(gate, "record_edit"):
-                    gate.record_edit(face, self.operation, index)  # frames and region, for the C2PA manifest
+                self._apply(face)
 
     def _decide_uncertain(self, gate: Any, batch: FrameBatch, tracks: FaceTracks, key: str) -> set[int]:
         samples: dict[int, list[np.ndarray]] = {}
@@ -86,48 +75,19 @@ class TrackConsent:
         decision.allowed, decision.grant_id, decision.reason = bool(verdict.allowed), verdict.grant_id, verdict.reason
         decision.subject = verdict.subject or decision.subject
 
-    def _apply(self, face: Face, index: int) -> None:
-        record = self.records.setdefault(face.track_id, TrackRecord())
+    def _apply(self, face: Face) -> None:
         decision = self.decisions.get(face.track_id)
         if "detect" in face.refused_ops:
             face.refused_ops[self.operation] = face.refused_ops["detect"]
         elif decision is None:
             face.refused_ops[self.operation] = "no identity decision"
         else:
-            face.subject = decision.subject
+            face.subject = decision.subject or face.subject
             face.embedding = decision.embedding
-            record.subject = decision.subject or record.subject
             if decision.allowed and decision.grant_id:
                 face.allowed_ops[self.operation] = decision.grant_id
-                record.grant_ids.add(decision.grant_id)
             else:
                 face.refused_ops[self.operation] = decision.reason or "no grant"
-        if self.operation in face.allowed_ops:
-            record.edited.append(index)
-        else:
-            record.refused[index] = face.refused_ops[self.operation]
-
-    def summary(self, shot: ShotState, step: str) -> dict[str, Any]:
-        """Frame ranges edited and refused per track and per subject, with grant ids."""
-        tracks = []
-        subjects: dict[str, dict[str, Any]] = {}
-        for track_id, rec in sorted(self.records.items()):
-            reasons = sorted(set(rec.refused.values()))
-            row = {"track": track_id, "subject": rec.subject, "grant_ids": sorted(rec.grant_ids),
-                   "edited": frame_ranges(rec.edited), "refused": frame_ranges(list(rec.refused)), "reasons": reasons}
-            tracks.append(row)
-            agg = subjects.setdefault(rec.subject or "unknown", {"edited": [], "refused": [], "grant_ids": set(), "reasons": set()})
-            agg["edited"] += rec.edited
-            agg["refused"] += list(rec.refused)
-            agg["grant_ids"] |= rec.grant_ids
-            agg["reasons"] |= set(reasons)
-        return {
-            "shot": shot_key(shot), "step": step, "operation": self.operation, "source": shot.source_path, "project": shot.project,
-            "frames": [shot.first_frame, shot.last_frame], "tracks": tracks,
-            "subjects": {s: {"edited": frame_ranges(a["edited"]), "refused": frame_ranges(a["refused"]),
-                             "grant_ids": sorted(a["grant_ids"]), "reasons": sorted(a["reasons"])}
-                         for s, a in subjects.items()},
-        }
 
 
 def _first_frame(batch: FrameBatch, track_id: int) -> int | None:
@@ -147,16 +107,3 @@ def identity_box(face: Face) -> tuple[float, float, float, float]:
     x, y, w, h = face.box
     side = max(w, 0.89 * h)
     return (x + w / 2 - side / 2, y + 0.11 * h, side, side)
-
-
-def finish_consent(gate: Any, shot: ShotState, step: str, operation: str,
-                   extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
-    """Append the shot's summary to ``shot.events`` and the gate's ledger, once."""
-    consent: TrackConsent | None = shot.steps.get(f"{operation}.consent")
-    if consent is None or consent.summarised:
-        return None
-    summary = {**consent.summary(shot, step), **(extra or {})}
-    gate.record_shot(summary)
-    shot.events.append(summary)
-    consent.summarised = True
-    return summary

@@ -21,11 +21,9 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.face.audio import RATE, Phone, load_audio, loudness, phonemes
-from vfx.face.decisions import finish_consent
 from vfx.face.detect import (CHIN, LIPS_INNER, LOWER_LIP_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_LIP_INNER,
                              face_scale)
-from vfx.face.rejuvenate import edit_granted_faces, find_and_decide
-from vfx.face.tracks import DetectFaces
+from vfx.face.report import edit_granted_faces, finish_report
 from vfx.frames import Face, FrameBatch, ShotState, Step
 
 OPERATION = "lipsync"
@@ -43,7 +41,9 @@ VISEMES: dict[str, tuple[float, float]] = {
 }
 MAX_OPEN = 0.55  # lip gap of a wide-open mouth, as a share of the mouth width
 MAX_ROUND = 0.22  # how much a fully rounded mouth narrows
-CAVITY = np.array([52.0, 18.0, 20.0], np.float32)  # the dark red-brown inside an open mouth
+BLEND_S = 0.06  # seconds either side over which visemes blend
+OPEN_EXEMPLAR = 0.22  # a source lip gap (share of mouth width) wide enough to learn the actor's mouth from
+EXEMPLAR_SIZE = (96, 48)  # (width, height) of a stored mouth interior
 
 
 @dataclass
@@ -59,12 +59,21 @@ class MouthTrack:
 
     def targets(self, times: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
         env = loudness(self.samples, times, 2.0 / fps)
-        starts = np.array([p.start for p in self.phones] or [0.0])
-        which = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, max(len(self.phones) - 1, 0))
-        shape = np.array([VISEMES.get(self.phones[k].phone, (0.5, 0.0)) if self.phones else (0.5, 0.0) for k in which])
+        # Coarticulation: a mouth is already moving towards the next viseme and still leaving the last,
+        # so the shape at t is the mean of the visemes over +-BLEND_S (no snapping at phone boundaries).
+        offsets = np.linspace(-BLEND_S, BLEND_S, 9)
+        shape = np.mean([self._visemes(times + dt) for dt in offsets], axis=0)
         opening = env * (0.35 + 0.65 * shape[:, 0])
         rounding = env * shape[:, 1]
         return opening.astype(np.float32), rounding.astype(np.float32)
+
+
+    def _visemes(self, times: np.ndarray) -> np.ndarray:
+        if not self.phones:
+            return np.tile(np.array([[0.5, 0.0]], np.float32), (len(times), 1))
+        starts = np.array([p.start for p in self.phones])
+        which = np.clip(np.searchsorted(starts, times, side="right") - 1, 0, len(self.phones) - 1)
+        return np.array([VISEMES.get(self.phones[k].phone, (0.5, 0.0)) for k in which], np.float32)
 
 
 def load_mouth_track(audio_path: str) -> MouthTrack:
@@ -80,7 +89,8 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 class ClassicMouthWarp:
     """Moves the lower lip and jaw along the face's vertical axis and narrows the lips, in place."""
 
-    def __call__(self, image: np.ndarray, lm: np.ndarray, time: float, opening: float, rounding: float) -> None:
+    def __call__(self, image: np.ndarray, lm: np.ndarray, time: float, opening: float, rounding: float,
+                 interior: np.ndarray | None = None) -> None:
         s = face_scale(lm)
         eye_axis = lm[263] - lm[33]
         ex = eye_axis / max(np.linalg.norm(eye_axis), 1e-3)
@@ -121,13 +131,15 @@ class ClassicMouthWarp:
         region = image[y0:y1, x0:x1]
         warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         if gap1 > gap0 + 1.0:
-            warped = self._cavity(warped, lm, centre, ex, ey, v_up, v_lo, delta, squeeze, (x0, y0), min(0.92, 1.6 * (1.0 - gap0 / gap1)))
+            alpha = min(1.0, 1.6 * (1.0 - gap0 / gap1))
+            warped = self._cavity(warped, lm, centre, ex, ey, v_up, v_lo, delta, squeeze, (x0, y0), alpha, interior, s)
         moved = (np.abs(dv) + np.abs(du)) > 0.02
         region[moved] = np.clip(np.round(warped[moved]), 0, 255).astype(np.uint8)
 
     @staticmethod
-    def _cavity(warped, lm, centre, ex, ey, v_up, v_lo, delta, squeeze, origin, alpha) -> np.ndarray:
-        """Shade the new opening between the lips where the source had closed lips."""
+    def _cavity(warped, lm, centre, ex, ey, v_up, v_lo, delta, squeeze, origin, alpha, interior, s) -> np.ndarray:
+        """Fill the new opening between the lips with a mouth interior: the actor's own (``interior``,
+        learnt from a frame where the mouth was open) or one rendered in the face's light."""
         inner = lm[LIPS_INNER] - centre
         u = inner @ ex
         v = inner @ ey
@@ -136,10 +148,69 @@ class ClassicMouthWarp:
         pts = centre + np.outer(u, ex) + np.outer(v, ey) - origin
         mask = np.zeros(warped.shape[:2], np.float32)
         cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
-        mask = cv2.GaussianBlur(mask, (0, 0), 1.2)
-        shade = CAVITY * (0.7 + 0.3 * np.clip(mask, 0, 1))[..., None]
-        a = (alpha * mask)[..., None]
-        return warped * (1 - a) + shade * a
+        mask = cv2.GaussianBlur(mask, (0, 0), max(0.8, 0.012 * s))
+        # The interior lives in mouth coordinates (across, down), mapped onto the opening's extent.
+        span_u = max(float(u.max() - u.min()), 2.0)
+        span_v = max(float(v.max() - v.min()), 2.0)
+        ys, xs = np.mgrid[0:warped.shape[0], 0:warped.shape[1]].astype(np.float32)
+        px, py = xs + origin[0] - centre[0], ys + origin[1] - centre[1]
+        nu = ((px * ex[0] + py * ex[1]) - u.min()) / span_u  # 0..1 left to right
+        nv = ((px * ey[0] + py * ey[1]) - v.min()) / span_v  # 0..1 top to bottom
+        if interior is None:
+            interior = render_interior(_skin_colour(warped, pts, s))
+        h, w = interior.shape[:2]
+        fill = cv2.remap(interior, np.clip(nu, 0, 1) * (w - 1), np.clip(nv, 0, 1) * (h - 1), cv2.INTER_LINEAR)
+        a = (alpha * np.clip(mask, 0, 1))[..., None]
+        return warped * (1 - a) + fill * a
+
+
+def _skin_colour(image: np.ndarray, mouth: np.ndarray, s: float) -> np.ndarray:
+    """Mean colour of the skin just around the mouth: the light the interior must match."""
+    x0, y0 = np.maximum(mouth.min(0) - 0.3 * s, 0).astype(int)
+    x1, y1 = (mouth.max(0) + 0.3 * s).astype(int)
+    patch = image[y0:y1, x0:x1].reshape(-1, 3)
+    return np.median(patch, axis=0).astype(np.float32) if len(patch) else np.array([180.0, 140.0, 120.0], np.float32)
+
+
+def render_interior(skin: np.ndarray, size: tuple[int, int] = EXEMPLAR_SIZE) -> np.ndarray:
+    """An open mouth seen from the front, lit like ``skin``: dark cavity, upper teeth, tongue."""
+    w, h = size
+    nu, nv = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(0, 1, h, dtype=np.float32))
+    light = float(skin.mean()) / 255.0
+    cavity = skin * np.array([0.22, 0.10, 0.10], np.float32)
+    depth = 0.55 + 0.45 * np.clip(np.abs(nu) ** 1.5 + np.abs(nv - 0.5), 0, 1)  # darkest at the back, centre
+    out = cavity * depth[..., None]
+    teeth = np.clip((0.3 - nv) / 0.06, 0, 1) * np.clip((0.8 - np.abs(nu)) / 0.15, 0, 1)
+    gaps = 1.0 - 0.18 * np.exp(-((np.abs(nu) * 4.0) % 1.0 - 0.5) ** 2 / 0.002)  # where one tooth meets the next
+    tooth = np.array([236.0, 228.0, 212.0], np.float32) * (0.45 + 0.5 * light) * (1 - 0.35 * np.abs(nu) ** 2)[..., None]
+    out = out * (1 - teeth[..., None]) + tooth * (teeth * gaps)[..., None]
+    tongue = np.clip(1.0 - ((nu / 0.7) ** 2 + ((nv - 1.0) / 0.4) ** 2), 0, 1) ** 0.5
+    tongue_colour = skin * np.array([0.75, 0.38, 0.40], np.float32) * (0.7 + 0.3 * (1 - nv))[..., None]
+    out = out * (1 - tongue[..., None]) + tongue_colour * tongue[..., None]
+    return cv2.GaussianBlur(out, (0, 0), 0.8).astype(np.float32)
+
+
+def learn_interior(image: np.ndarray, lm: np.ndarray) -> np.ndarray | None:
+    """The actor's own mouth interior from a source frame where the mouth is open, in mouth coordinates."""
+    width = float(np.linalg.norm(lm[MOUTH_RIGHT] - lm[MOUTH_LEFT]))
+    gap = float(np.linalg.norm(lm[LOWER_LIP_INNER] - lm[UPPER_LIP_INNER]))
+    if width < 8 or gap < OPEN_EXEMPLAR * width:
+        return None
+    ex = lm[263] - lm[33]
+    ex = ex / max(float(np.linalg.norm(ex)), 1e-3)
+    ey = np.array([-ex[1], ex[0]], np.float32)
+    if np.dot(lm[CHIN] - lm[UPPER_LIP_INNER], ey) < 0:
+        ey = -ey
+    inner = lm[LIPS_INNER]
+    u, v = inner @ ex, inner @ ey
+    w, h = EXEMPLAR_SIZE
+    nu, nv = np.meshgrid(np.linspace(0, 1, w, dtype=np.float32), np.linspace(0, 1, h, dtype=np.float32))
+    # Sample a little inside the inner lip line so no lip colour comes along.
+    uu = u.min() + (0.08 + 0.84 * nu) * (u.max() - u.min())
+    vv = v.min() + (0.12 + 0.76 * nv) * (v.max() - v.min())
+    map_x = uu * ex[0] + vv * ey[0]
+    map_y = uu * ex[1] + vv * ey[1]
+    return cv2.remap(image.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _box(centre: np.ndarray, radius: float, shape) -> tuple[int, int, int, int]:
@@ -156,7 +227,7 @@ class LipSync(Step):
     operation = OPERATION
 
     def __init__(self, gate: Any, audio_path: str, backend: str = "classic", model_path: str | None = None,
-                 workers: int = 2, faces: DetectFaces | None = None):
+                 workers: int = 2):
         if not Path(audio_path).is_file():
             raise VfxError(f"--lipsync {audio_path}: no such audio file")
         self.gate = gate
@@ -165,21 +236,41 @@ class LipSync(Step):
         self.mouth = load_mouth_track(self.audio_path)
         self.warp = make_mouth_editor(backend, model_path, self.mouth)
         self.workers = workers
-        self.faces = faces or DetectFaces()
+        self.model_hashes: dict[str, str] = getattr(self.warp, "model_hashes", {})
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        find_and_decide(self.faces, self.gate, self.operation, batch, shot)
         times = (batch.indices - shot.first_frame) / float(shot.fps)
         opening, rounding = self.mouth.targets(times, float(shot.fps))
 
-        def edit(frame: np.ndarray, face: Face, i: int) -> None:
-            self.warp(frame, face.landmarks, float(times[i]), float(opening[i]), float(rounding[i]))
+        interiors = self._interiors(batch, shot)
 
-        return edit_granted_faces(self.name, self.operation, batch, edit, self.workers)
+        def edit(frame: np.ndarray, face: Face, i: int) -> None:
+            if isinstance(self.warp, ClassicMouthWarp):
+                self.warp(frame, face.landmarks, float(times[i]), float(opening[i]), float(rounding[i]),
+                          interiors[i].get(face.track_id))
+            else:
+                self.warp(frame, face.landmarks, float(times[i]), float(opening[i]), float(rounding[i]))
+
+        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers, gate=self.gate)
+
+    def _interiors(self, batch: FrameBatch, shot: ShotState) -> list[dict[int, np.ndarray]]:
+        """Per frame, per granted track: the widest open mouth of that actor seen so far in the shot's
+        source frames (the step's own memory, ``shot.steps["lipsync.mouths"]``)."""
+        mouths: dict[int, tuple[float, np.ndarray]] = shot.steps.setdefault(f"{self.name}.mouths", {})
+        per_frame = []
+        for image, faces in zip(batch.originals, batch.faces or []):
+            for face in faces:
+                if self.operation in face.allowed_ops and len(face.landmarks):
+                    learnt = learn_interior(image, face.landmarks)
+                    gap = float(np.linalg.norm(face.landmarks[LOWER_LIP_INNER] - face.landmarks[UPPER_LIP_INNER]))
+                    if learnt is not None and gap > mouths.get(face.track_id, (0.0, None))[0]:
+                        mouths[face.track_id] = (gap, learnt)
+            per_frame.append({track: interior for track, (_, interior) in mouths.items()})
+        return per_frame
 
     def finish(self, shot: ShotState) -> dict | None:
-        """Record the shot's summary (frames edited/refused per subject, grant ids) with the gate."""
-        return finish_consent(self.gate, shot, self.name, self.operation, {"audio": self.audio_path})
+        """The shot's summary (frames edited, not found, refused per subject), recorded with the gate."""
+        return finish_report(self.gate, shot, self.name, self.operation, {"audio": self.audio_path})
 
 
 def make_mouth_editor(backend: str, model_path: str | None, mouth: MouthTrack):

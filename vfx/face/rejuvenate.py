@@ -1,27 +1,33 @@
 """Consent-gated rejuvenation: make a granted face look younger, leave every other face untouched.
 
-``classic`` (embedded default, CPU): a skin mask from the landmarks (face oval minus eyes, brows
-and lips), an edge-preserving frequency separation whose detail band is attenuated (wrinkles and
-fine lines), extra softening and shadow lifting under the eyes and along the nasolabial folds,
-and a gentle evening of skin tone. Eyes, lips and the outline of the face are outside the mask,
-so they keep their shape.
+``classic`` (embedded default, CPU), what a VFX artist does for a de-age, driven by the landmarks:
+
+- shape (``vfx.face.reshape``): jaw tightened, jowls lifted, chin a little shorter, eyes a little
+  more open, by a smooth displacement field that follows the smoothed landmarks;
+- texture, three frequency bands inside the skin mask (face oval minus eyes, brows and lips):
+  the fine band (pores, film grain) is kept as it is, so skin never turns to plastic; the middle
+  band (wrinkles, crow's feet, forehead lines, age spots) is cut, its dark creases much more than
+  its highlights, most in the zones where lines are deepest; the coarse band (tone) is evened out
+  and lifted where age shadows sit (under-eye bags, nasolabial folds, marionette lines);
+- optionally (``hair``) grey hair, brows and beard near the face darkened to a young colour.
+
+The mask's edge is feathered inside the face oval, so the outline of the face carries no seam.
 
 ``onnx``: an age-editing model run on a face crop aligned from the landmarks and pasted back
 with a feathered mask; see ``vfx.face.onnx_backends``.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.face.decisions import TrackConsent, finish_consent
-from vfx.face.detect import (FACE_OVAL, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, RIGHT_BROW,
-                             RIGHT_EYE, face_scale)
-from vfx.face.tracks import DetectFaces
+from vfx.face.detect import (FACE_OVAL, FOREHEAD, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP,
+                             RIGHT_BROW, RIGHT_EYE, face_scale)
+from vfx.face.report import edit_granted_faces, finish_report
+from vfx.face.reshape import reshape_face
 from vfx.frames import Face, FrameBatch, ShotState, Step
 
 OPERATION = "rejuvenate"
@@ -54,18 +60,26 @@ def skin_mask(shape: tuple[int, int], lm: np.ndarray) -> np.ndarray:
 
 
 def wrinkle_zones(shape: tuple[int, int], lm: np.ndarray) -> np.ndarray:
-    """float32 [H,W]: under-eye bags and nasolabial folds, where lines are deepest with age."""
+    """float32 [H,W]: where lines are deepest with age: under-eye bags, nasolabial folds and
+    marionette lines, crow's feet, forehead lines and the frown lines between the brows."""
     s = face_scale(lm)
     zones = np.zeros(shape, np.float32)
     for lid in (RIGHT_LOWER_LID, LEFT_LOWER_LID):
         lower = lm[lid]
         _poly(zones, np.concatenate([lower + (0, 0.06 * s), lower + (0, 0.32 * s)]))
-    for wing, corner in ((NOSE_WINGS[0], MOUTH_LEFT), (NOSE_WINGS[1], MOUTH_RIGHT)):
+    width = max(2, int(0.16 * s))
+    for wing, corner, jaw in ((NOSE_WINGS[0], MOUTH_LEFT, 172), (NOSE_WINGS[1], MOUTH_RIGHT, 397)):
         # 61/291 are the mouth corners on the image's left/right, matching the right/left nose wing.
         a, b = lm[wing], lm[corner]
         outward = np.sign(b[0] - lm[1, 0]) * 0.08 * s
-        path = np.stack([a, (a + b) / 2 + (outward, 0), b + (outward, 0.05 * s)])
-        cv2.polylines(zones, [np.round(path).astype(np.int32)], False, 1.0, max(2, int(0.16 * s)), cv2.LINE_AA)
+        path = np.stack([a, (a + b) / 2 + (outward, 0), b + (outward, 0.05 * s), b + (lm[jaw] - b) * 0.45])
+        cv2.polylines(zones, [np.round(path).astype(np.int32)], False, 1.0, width, cv2.LINE_AA)
+    for corner, side in ((33, -1.0), (263, 1.0)):  # crow's feet fan out from the outer eye corners
+        centre = lm[corner] + (side * 0.22 * s, 0.02 * s)
+        cv2.ellipse(zones, (int(centre[0]), int(centre[1])), (int(0.2 * s), int(0.26 * s)), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
+    brows = lm[LEFT_BROW + RIGHT_BROW]
+    top = lm[FOREHEAD]
+    _poly(zones, np.concatenate([brows - (0, 0.08 * s), [top + (0.6 * s, 0.1 * s), top + (-0.6 * s, 0.1 * s)]]))
     return _feather(zones, 0.07 * s)
 
 
@@ -86,32 +100,88 @@ def _masked_blur(image: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarra
 
 
 class ClassicRejuvenator:
-    """Landmark-masked frequency separation; all work happens in a crop around the face."""
+    """Reshape, then band-split skin retouch (and optional hair darkening) in a crop around the face."""
 
-    detail_cut = 0.85  # share of the skin's detail band removed at strength 1
-    zone_smooth = 0.75  # extra pull of under-eye/nasolabial tone towards the surrounding skin
-    tone_even = 0.35  # pull of the whole skin's tone towards its smooth average
+    crease_cut = 0.9  # share of the middle band's dark creases removed from all skin at strength 1
+    bump_cut = 0.55  # share of its highlights removed
+    zone_cut = 0.1  # extra crease removal in the wrinkle zones
+    colour_cut = 0.7  # share of the middle band's colour (age spots, broken veins) removed
+    shadow_lift = 1.0  # age shadows (bags, folds) lifted towards the surrounding skin tone
+    tone_even = 0.4  # pull of the whole skin's tone towards its smooth average
+    grain_gain = 0.15  # the fine band is lifted a touch: retouched skin tends to read soft
+
+    def __init__(self, hair: bool = False):
+        self.hair = hair
 
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, strength: float) -> None:
-        s = face_scale(landmarks)
-        x0, y0, x1, y1 = _crop_box(landmarks, image.shape, pad=0.35 * s)
+        lm = reshape_face(image, landmarks, strength)
+        s = face_scale(lm)
+        x0, y0, x1, y1 = _crop_box(lm, image.shape, pad=0.6 * s)
         crop = image[y0:y1, x0:x1].astype(np.float32)
-        lm = landmarks - (x0, y0)
+        lm = lm - (x0, y0)
         skin = skin_mask(crop.shape[:2], lm)
         zones = wrinkle_zones(crop.shape[:2], lm) * skin
+        edited = self._retouch(crop, skin, zones, s, strength)
+        if self.hair:
+            edited = darken_grey_hair(edited, lm, skin, strength)
+        image[y0:y1, x0:x1] = np.clip(np.round(edited), 0, 255).astype(np.uint8)
 
-        radius = max(2, int(round(0.07 * s)))
-        base = cv2.ximgproc.guidedFilter(crop, crop, radius, (0.06 * 255) ** 2)
-        detail = crop - base
-        tone = _masked_blur(base, skin, 0.30 * s)
-        pull = (self.tone_even * skin + self.zone_smooth * zones) * strength
-        base = base + (tone - base) * pull[..., None]
-        keep = 1.0 - self.detail_cut * strength * np.clip(skin + zones, 0.0, 1.0)
-        edited = base + detail * keep[..., None]
+    def _retouch(self, crop: np.ndarray, skin: np.ndarray, zones: np.ndarray, s: float, strength: float) -> np.ndarray:
+        fine_sigma = max(0.8, 0.02 * s)
+        smooth = cv2.GaussianBlur(crop, (0, 0), fine_sigma)
+        fine = crop - smooth
+        coarse = _masked_blur(smooth, np.maximum(skin, 1e-3), 0.1 * s)
+        middle = smooth - coarse
+        luma = middle.mean(-1, keepdims=True)
+        colour = middle - luma
+        crease = np.where(luma < 0, self.crease_cut + self.zone_cut * zones[..., None], self.bump_cut)
+        area = (skin * strength)[..., None]
+        middle = luma * (1 - np.clip(crease, 0, 1) * area) + colour * (1 - self.colour_cut * area)
 
-        touched = skin > 1e-3
-        out = image[y0:y1, x0:x1]
-        out[touched] = np.clip(np.round(edited[touched]), 0, 255).astype(np.uint8)
+        tone = _masked_blur(coarse, np.maximum(skin, 1e-3), 0.3 * s)
+        lift = np.maximum(tone - coarse, 0.0) * (self.shadow_lift * zones * strength)[..., None]
+        coarse = coarse + (tone - coarse) * (self.tone_even * area) + lift
+        return coarse + middle + fine * (1 + self.grain_gain * area)
+
+
+def darken_grey_hair(crop: np.ndarray, lm: np.ndarray, skin: np.ndarray, strength: float) -> np.ndarray:
+    """Grey and white hair around the face (brows, hairline, temples, beard) towards a dark brown.
+
+    Grey hair is what is brighter than the skin and has little colour; in black-and-white footage
+    colour says nothing, so there only brightness counts. The skin itself is left to the retouch.
+    """
+    s = face_scale(lm)
+    h, w = crop.shape[:2]
+    region = np.zeros((h, w), np.float32)
+    oval = lm[FACE_OVAL]
+    centre = lm[NOSE_TIP]
+    ex = lm[263] - lm[33]
+    ex = ex / max(float(np.linalg.norm(ex)), 1e-3)
+    up = np.array([ex[1], -ex[0]], np.float32)  # towards the top of the head
+    grow = 1.2 + 0.5 * np.clip((oval - centre) @ up / max(float(np.linalg.norm(oval[0] - centre)), 1.0), 0, 1)
+    _poly(region, centre + (oval - centre) * grow[:, None])  # face, hairline, temples and beard
+    for brow in (LEFT_BROW, RIGHT_BROW):
+        _poly(region, lm[brow])
+    region = _feather(region, 0.08 * s)
+    hsv = cv2.cvtColor(np.clip(crop, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+    sat, val = hsv[..., 1] / 255.0, hsv[..., 2]
+    core = skin > 0.5
+    skin_val = float(np.median(val[core])) if core.any() else 128.0
+    skin_sat = float(np.median(sat[core])) if core.any() else 0.0
+    bright = np.clip((val - skin_val * 0.95) / 40.0, 0, 1)
+    colourless = np.clip((0.75 * skin_sat - sat) / (0.25 * skin_sat), 0, 1) if skin_sat > 0.1 else np.ones_like(sat)
+    brow_zone = np.zeros((h, w), np.float32)
+    for brow in (LEFT_BROW, RIGHT_BROW):
+        _poly(brow_zone, lm[brow])
+    brow_zone = cv2.dilate(brow_zone, _disk(0.05 * s))
+    grey = bright * colourless * region * np.clip(1.0 - skin + brow_zone, 0, 1)
+    grey = cv2.GaussianBlur(grey, (0, 0), max(1.0, 0.03 * s))
+    brown = np.array([0.55, 0.42, 0.32], np.float32)  # young brown hair's colour relative to its brightness
+    # Keep the hair's own light and shade (strands, highlights): scale its brightness down, then tint.
+    luma = crop.mean(-1, keepdims=True)
+    shaded = luma * 0.45 * (brown / brown.mean()) if skin_sat > 0.1 else crop * 0.45
+    a = (0.8 * strength * grey)[..., None]
+    return crop * (1 - a) + shaded * a
 
 
 def _crop_box(lm: np.ndarray, shape, pad: float) -> tuple[int, int, int, int]:
@@ -121,77 +191,39 @@ def _crop_box(lm: np.ndarray, shape, pad: float) -> tuple[int, int, int, int]:
     return max(0, x0), max(0, y0), min(w, x1), min(h, y1)
 
 
-def protect_region(face: Face, shape, pad: float = 0.15) -> tuple[int, int, int, int]:
-    """The rectangle that must stay pixel-identical for a face that may not be edited."""
-    x, y, w, h = face.box
-    h_img, w_img = shape[:2]
-    return (max(0, int(x - pad * w)), max(0, int(y - pad * h)),
-            min(w_img, int(np.ceil(x + (1 + pad) * w))), min(h_img, int(np.ceil(y + (1 + pad) * h))))
-
-
-def find_and_decide(faces: DetectFaces, gate: Any, operation: str, batch: FrameBatch, shot: ShotState) -> None:
-    """Detect and track the batch's faces, then let the gate decide ``operation`` for each track."""
-    faces(batch, shot)
-    consent = shot.steps.setdefault(f"{operation}.consent", TrackConsent(operation))
-    consent.decide(gate, batch, DetectFaces.tracks(shot), shot)
-
-
-def edit_granted_faces(step_name: str, operation: str, batch: FrameBatch, edit, workers: int = 2) -> FrameBatch:
-    """Run ``edit(frame_out, face, i)`` on granted faces across the batch in a thread pool, then copy
-    the step's input pixels back over every face that is not granted, so those stay identical."""
-    frames_in = batch.frames
-    out = frames_in.copy()
-
-    def one(i: int) -> None:
-        faces = batch.faces[i]
-        for face in faces:
-            if operation in face.allowed_ops:
-                edit(out[i], face, i)
-        for face in faces:
-            if operation not in face.allowed_ops:
-                x0, y0, x1, y1 = protect_region(face, out[i].shape)
-                out[i, y0:y1, x0:x1] = frames_in[i, y0:y1, x0:x1]
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, range(len(batch))))
-    if batch.source is None:
-        batch.source = frames_in
-    batch.frames = out
-    return batch
-
-
 class Rejuvenate(Step):
-    """Step: rejuvenate every face whose track holds a ``rejuvenate`` grant; others stay pixel-identical."""
+    """Step: rejuvenate every face of ``batch.faces`` granted ``rejuvenate``; others stay pixel-identical."""
 
     name = "rejuvenate"
     operation = OPERATION
 
     def __init__(self, gate: Any, strength: float, backend: str = "classic", model_path: str | None = None,
-                 workers: int = 2, faces: DetectFaces | None = None):
+                 workers: int = 2, hair: bool = False):
         if not 0.0 <= strength <= 1.0:
             raise VfxError(f"--rejuvenate {strength}: strength must be between 0 and 1")
         self.gate = gate
         self.strength = float(strength)
         self.backend = backend
-        self.editor = make_rejuvenator(backend, model_path)
+        self.hair = hair
+        self.editor = make_rejuvenator(backend, model_path, hair)
         self.workers = workers
-        self.faces = faces or DetectFaces()
+        self.model_hashes: dict[str, str] = getattr(self.editor, "model_hashes", {})
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        find_and_decide(self.faces, self.gate, self.operation, batch, shot)
-        if self.strength == 0.0:
-            return batch
-        return edit_granted_faces(self.name, self.operation, batch,
-                                  lambda frame, face, i: self.editor(frame, face.landmarks, self.strength), self.workers)
+        def edit(frame: np.ndarray, face: Face, i: int) -> None:
+            if self.strength > 0.0:
+                self.editor(frame, face.landmarks, self.strength)
+
+        return edit_granted_faces(self.name, self.operation, batch, shot, edit, self.workers, gate=self.gate)
 
     def finish(self, shot: ShotState) -> dict | None:
-        """Record the shot's summary (frames edited/refused per subject, grant ids) with the gate."""
-        return finish_consent(self.gate, shot, self.name, self.operation)
+        """The shot's summary (frames edited, not found, refused per subject), recorded with the gate."""
+        return finish_report(self.gate, shot, self.name, self.operation)
 
 
-def make_rejuvenator(backend: str, model_path: str | None = None) -> FaceEditor:
+def make_rejuvenator(backend: str, model_path: str | None = None, hair: bool = False) -> FaceEditor:
     if backend == "classic":
-        return ClassicRejuvenator()
+        return ClassicRejuvenator(hair=hair)
     if backend == "onnx":
         if not model_path:
             raise VfxError("rejuvenate backend 'onnx' needs a model file from the model store (model_path)")

@@ -1,7 +1,7 @@
 """insightface SCRFD face detector (model backend) through onnxruntime, weights from the model store.
 
-SCRFD finds small and profile faces better than mediapipe's detector, so it can replace it as the
-box source of :class:`vfx.face.detect.FaceDetector`; face mesh still runs on each box's crop for the
+SCRFD finds small and profile faces better than mediapipe's detector, so it joins the box sources
+of :class:`vfx.face.detect.FaceDetector` (its boxes are fused with the others'); face mesh still runs on each box's crop for the
 478 landmarks the edits need, and faces that cannot be edited keep their explicit skip reasons.
 
 Interface (configs/models.yaml, scrfd_10g): one input float32 [1,3,H,W], RGB, (x - 127.5) / 128,
@@ -134,4 +134,4 @@ def face_detector(kind: str, allow_noncommercial: bool = False, config: Detector
         raise VfxError(f"face detector scrfd uses {MODEL_NAME} ({entry.licence}); pass --allow-noncommercial "
                        "(face.allow_noncommercial: true) to use it")
     path = store.require(MODEL_NAME) / entry.files[0].path
-    return FaceDetector(config, box_source=ScrfdDetector(str(path)).boxes)
+    return FaceDetector(config, extra_sources={"scrfd": ScrfdDetector(str(path)).boxes})

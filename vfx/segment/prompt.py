@@ -1,14 +1,16 @@
-"""Promptable subject matte: GrabCut on a key frame, tracked both ways with DIS optical flow.
+"""Promptable subject matte: GrabCut on key frames, tracked both ways with DIS optical flow.
 
 The key frame's mask is warped frame to frame by dense flow (so it follows camera motion) and
 re-refined by GrabCut in a narrow band around the warped edge, so it does not drift off the
 subject. Frames before the key frame are tracked backward in a first pass whose masks wait in
-a temporary file, which keeps memory flat however long the shot is.
+a temporary file, which keeps memory flat however long the shot is. Each later key frame
+re-prompts the subject from the user's prompt there (after a cut, or where tracking drifted).
 """
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -16,8 +18,9 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
-from vfx.matte import feather, fill_holes, is_cut, resize_matte, thumbnail_grey
+from vfx.matte import fill_holes, is_cut, resize_matte, soft_edge, thumbnail_grey
 from vfx.parallel import map_frames
+from vfx.segment.appearance import Appearance
 from vfx.segment.prompts import SubjectPrompt
 from vfx.segment.spool import Spool
 
@@ -29,12 +32,17 @@ log = logging.getLogger(__name__)
 class TrackState:
     """What the tracker carries from one batch of a shot to the next."""
 
-    key_frame: int
+    key_frame: int  # the first key frame
     scale: float
+    keys: dict[int, SubjectPrompt] = field(default_factory=dict)  # every key frame's prompt
     previous_gray: np.ndarray | None = None
     previous_mask: np.ndarray | None = None
     previous_thumb: np.ndarray | None = None
-    lost_at: int | None = None  # frame of a shot cut after which the subject is no longer tracked
+    lost_at: int | None = None  # frame from which the subject is not tracked (a cut, an occlusion, gone)
+    appearance: Appearance | None = None  # the subject on the key frames, to find it again
+    key_score: float = 0.0  # how much the key frames' masks looked like the subject
+    suspect: int | None = None  # a frame unlike the one before, at a batch's end: damaged or a cut?
+    skipped: bool = False  # the previous frame was held as damaged
     backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
     first_frame: int = 0
 
@@ -45,9 +53,9 @@ class TrackState:
 class PromptSegmenter(Step):
     name = "segment"
 
-    def __init__(self, prompt: SubjectPrompt, feather_px: float = 4.0, work_size: int = 512,
+    def __init__(self, prompt: SubjectPrompt | Sequence[SubjectPrompt], feather_px: float = 4.0, work_size: int = 512,
                  refine_iterations: int = 2):
-        self.prompt = prompt
+        self.prompts = (prompt,) if isinstance(prompt, SubjectPrompt) else tuple(prompt)
         self.feather_px = feather_px
         self.work_size = work_size
         self.refine_iterations = refine_iterations
@@ -56,10 +64,16 @@ class PromptSegmenter(Step):
     # -- shot lifecycle -------------------------------------------------------------------
     def prepare(self, shot: ShotState, frames: FrameSource) -> None:
         """Find the subject on the key frame and track it back to the shot's first frame."""
-        key = self.prompt.key_frame if self.prompt.key_frame is not None else shot.first_frame
-        self.prompt.check_inside(shot.width, shot.height, shot.first_frame, shot.last_frame)
+        keys: dict[int, SubjectPrompt] = {}
+        for prompt in self.prompts:
+            prompt.check_inside(shot.width, shot.height, shot.first_frame, shot.last_frame)
+            number = prompt.key_frame if prompt.key_frame is not None else shot.first_frame
+            if number in keys:
+                raise VfxError(f"--subject: two prompts for key frame {number}; join them with + and one @{number}")
+            keys[number] = prompt
+        key = min(keys)
         scale = min(1.0, self.work_size / max(shot.width, shot.height))
-        state = TrackState(key_frame=key, scale=scale)
+        state = TrackState(key_frame=key, scale=scale, keys=keys)
         shot.steps[self.name] = state
         if key == shot.first_frame:
             return
@@ -78,7 +92,9 @@ class PromptSegmenter(Step):
 
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
-        mask = self._key_mask(key_rgb, scale)
+        seed_frame(first + key_index)
+        mask = self._key_mask(key_rgb, scale, state.keys[state.key_frame])
+        self._learn(state, key_rgb, mask)
         state.first_frame = first
         state.backward = Spool(mask.shape, prefix="vfx-track-")
         state.backward.put(key_index, mask)
@@ -88,8 +104,13 @@ class PromptSegmenter(Step):
             rgb = frames.get(i)
             gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
             thumb = thumbnail_grey(rgb)
+            seed_frame(first + i)
             if mask.any() and is_cut(later_thumb, thumb):
-                log.warning("subject not tracked before frame %d: shot cut", first + i + 1)
+                if i > 0 and not is_cut(later_thumb, thumbnail_grey(frames.get(i - 1))):
+                    log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", first + i)
+                    state.backward.put(i, mask)
+                    continue  # the next frame back is tracked from the last good one
+                log.warning("shot cut after frame %d: the subject is not tracked before it", first + i)
                 mask = np.zeros_like(mask)
             elif mask.any():
                 mask = self._propagate(mask, self._flows(gray, later_gray), rgb)
@@ -115,25 +136,106 @@ class PromptSegmenter(Step):
         thumbs = map_frames(thumbnail_grey, smalls)
         masks = []
         for i, number in enumerate(numbers):
+            held = False
+            seed_frame(number)
             if number < state.key_frame:
                 mask = state.backward_mask(number)
-            elif number == state.key_frame:
-                mask = self._key_mask(smalls[i], state.scale)
-            elif state.lost_at is None and is_cut(state.previous_thumb, thumbs[i]):
-                state.lost_at = number
-                log.warning("subject not tracked from frame %d on: shot cut", number)
-                mask = np.zeros_like(state.previous_mask)
+            elif number in state.keys:
+                if number != state.key_frame:
+                    log.info("subject re-prompted on key frame %d%s", number,
+                             f" (not tracked since frame {state.lost_at})" if state.lost_at is not None else "")
+                mask = self._key_mask(smalls[i], state.scale, state.keys[number])
+                if number != state.key_frame or state.appearance is None:
+                    self._learn(state, smalls[i], mask)
+                state.lost_at, state.suspect = None, None
             elif state.lost_at is not None:
-                mask = np.zeros_like(state.previous_mask)
+                mask = self._find_again(state, number, smalls[i])
+            elif state.suspect is not None or is_cut(state.previous_thumb, thumbs[i]):
+                mask, held = self._after_jump(state, number, thumbs[i], thumbs[i + 1] if i + 1 < len(numbers) else None)
+                if not held and state.lost_at is None:  # the frame after a damaged one, tracked from the last good one
+                    mask = self._check(state, number, smalls[i], self._propagate(
+                        state.previous_mask, self._flows(grays[i], state.previous_gray), smalls[i]))
             else:
-                mask = self._propagate(state.previous_mask, flows[i], smalls[i])
+                # after a held (damaged) frame, track from the last good frame instead
+                flow = self._flows(grays[i], state.previous_gray) if state.skipped else flows[i]
+                mask = self._check(state, number, smalls[i], self._propagate(state.previous_mask, flow, smalls[i]))
             masks.append(mask)
-            state.previous_mask = mask
-            state.previous_thumb = thumbs[i]
-        state.previous_gray = grays[-1]
-        width, height = batch.size
-        batch.matte = np.stack(map_frames(lambda m: self._full_matte(m, width, height), masks))
+            state.skipped = held
+            if not held:  # a damaged frame never becomes what the next frame is tracked from
+                state.previous_mask, state.previous_thumb, state.previous_gray = mask, thumbs[i], grays[i]
+        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i]), list(range(len(batch)))))
         return batch
+
+    @staticmethod
+    def _after_jump(state: TrackState, number: int, thumb: np.ndarray, next_thumb: np.ndarray | None) -> tuple[np.ndarray, bool]:
+        """The picture jumped at ``number`` (or just after a suspect frame): a damaged frame or a cut?
+
+        A damaged frame differs from both neighbours while its neighbours match each other; a
+        cut stays different. Returns the mask for this frame and whether it was held (damaged
+        or undecided at the batch's end). The next frame settles an undecided one.
+        """
+        empty = np.zeros_like(state.previous_mask)
+        if state.suspect is not None:
+            suspect, state.suspect = state.suspect, None
+            if is_cut(state.previous_thumb, thumb):
+                state.lost_at = suspect
+                log.warning("shot cut at frame %d: the subject is not tracked from there on", suspect)
+                return empty, False
+            log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", suspect)
+            return empty, False  # caller tracks this frame from the last good one
+        if next_thumb is None:
+            state.suspect = number  # decided by the next batch's first frame
+            return state.previous_mask, True
+        if not is_cut(state.previous_thumb, next_thumb):
+            log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", number)
+            return state.previous_mask, True
+        state.lost_at = number
+        log.warning("shot cut at frame %d: the subject is not tracked from there on", number)
+        return empty, False
+
+    # -- losing the subject and finding it again -----------------------------------------
+    @staticmethod
+    def _learn(state: TrackState, rgb: np.ndarray, mask: np.ndarray) -> None:
+        seen = Appearance.from_key_frame(rgb, mask)
+        if state.appearance is None:
+            state.appearance = seen
+        else:
+            state.appearance.add(seen)
+        state.key_score = state.appearance.score(rgb, mask)
+
+    @staticmethod
+    def _check(state: TrackState, number: int, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """The tracked mask, or nothing when it shrank away (occluded, gone) or no longer looks like the subject."""
+        if state.appearance is None:
+            return mask
+        small = mask.sum() < 0.15 * state.appearance.area
+        if small or state.appearance.score(rgb, mask) < 0.5 * state.key_score:
+            state.lost_at = number
+            log.info("subject lost at frame %d (%s): looking for it by its key-frame appearance", number,
+                     "occluded or gone" if small else "the tracked region no longer looks like it")
+            return np.zeros_like(mask)
+        return mask
+
+    def _find_again(self, state: TrackState, number: int, rgb: np.ndarray) -> np.ndarray:
+        """While the subject is not tracked: a subject-coloured region of its size, cut out by GrabCut, that looks like it."""
+        empty = np.zeros(rgb.shape[:2], dtype=bool)
+        if state.appearance is None:
+            return empty
+        for (x, y, w, h), _ in state.appearance.candidates(rgb)[:2]:
+            pad_x, pad_y = int(0.15 * w) + 2, int(0.15 * h) + 2
+            x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
+            x1, y1 = min(rgb.shape[1], x + w + pad_x), min(rgb.shape[0], y + h + pad_y)
+            try:
+                mask = self._key_mask(rgb, 1.0, SubjectPrompt(None, (x0, y0, x1 - x0, y1 - y0)))
+            except VfxError:
+                continue
+            area = mask.sum() / state.appearance.area
+            if 0.4 <= area <= 2.5 and state.appearance.score(rgb, mask) >= 0.8 * state.key_score:
+                log.info("subject found again at frame %d from its key-frame appearance (not tracked since frame %d)",
+                         number, state.lost_at)
+                state.lost_at = None
+                return mask
+        return empty
 
     # -- pieces ---------------------------------------------------------------------------
     @staticmethod
@@ -142,9 +244,10 @@ class PromptSegmenter(Step):
             return np.ascontiguousarray(rgb)
         return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
-    def _full_matte(self, mask: np.ndarray, width: int, height: int) -> np.ndarray:
+    def _full_matte(self, mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+        height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        return feather(hard, self.feather_px)
+        return soft_edge(rgb, hard, self.feather_px)
 
     def _flows(self, gray: np.ndarray, other_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dense flow both ways between a frame and its tracked neighbour (DIS, one per thread)."""
@@ -195,28 +298,28 @@ class PromptSegmenter(Step):
             refined[sl] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         return _regions_touching(fill_holes(refined), core if core.any() else prior)
 
-    def _key_mask(self, rgb: np.ndarray, scale: float) -> np.ndarray:
-        """GrabCut from the user's box and/or clicks on the key frame."""
+    def _key_mask(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt) -> np.ndarray:
+        """GrabCut from the user's box and/or clicks on a key frame."""
         h, w = rgb.shape[:2]
-        labels = np.full((h, w), cv2.GC_BGD if self.prompt.box is not None else cv2.GC_PR_BGD, dtype=np.uint8)
+        labels = np.full((h, w), cv2.GC_BGD if prompt.box is not None else cv2.GC_PR_BGD, dtype=np.uint8)
         radius = max(2, int(0.02 * min(h, w)))
-        if self.prompt.box is not None:
-            bx, by, bw, bh = (v * scale for v in self.prompt.box)
+        if prompt.box is not None:
+            bx, by, bw, bh = (v * scale for v in prompt.box)
             x0, y0 = int(bx), int(by)
             x1, y1 = int(np.ceil(bx + bw)), int(np.ceil(by + bh))
             labels[y0:y1, x0:x1] = cv2.GC_PR_FGD
-        for px, py in self.prompt.points:
+        for px, py in prompt.points:
             cv2.circle(labels, (int(px * scale), int(py * scale)), int(radius * 4), int(cv2.GC_PR_FGD), -1)
-        for px, py in self.prompt.points:
+        for px, py in prompt.points:
             cv2.circle(labels, (int(px * scale), int(py * scale)), radius, int(cv2.GC_FGD), -1)
-        for px, py in self.prompt.negative_points:
+        for px, py in prompt.negative_points:
             cv2.circle(labels, (int(px * scale), int(py * scale)), radius, int(cv2.GC_BGD), -1)
         if not (labels == cv2.GC_BGD).any() and not (labels == cv2.GC_PR_BGD).any():
             raise VfxError("--subject: the box covers the whole frame; there is no background to learn from")
         cv2.grabCut(np.ascontiguousarray(rgb), labels, None, np.zeros((1, 65)), np.zeros((1, 65)), 5, cv2.GC_INIT_WITH_MASK)
         mask = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         seeds = np.zeros_like(mask)
-        for px, py in self.prompt.points:
+        for px, py in prompt.points:
             seeds[min(h - 1, int(py * scale)), min(w - 1, int(px * scale))] = True
         if not seeds.any():
             seeds = mask
@@ -224,6 +327,13 @@ class PromptSegmenter(Step):
         if not mask.any():
             raise VfxError("--subject: nothing distinct from its surroundings was found at the prompt on the key frame")
         return mask
+
+
+def seed_frame(number: int) -> None:
+    """Seed this thread's OpenCV RNG (GrabCut's k-means start) from the frame number, so a frame's
+    matte depends on the shot alone, not on what the thread ran before: service workers reuse
+    threads, and a resumed tracking pass starts mid-shot, yet both must match `vfx run`."""
+    cv2.setRNGSeed(number + 1)
 
 
 def _padded_box(mask: np.ndarray, pad: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:

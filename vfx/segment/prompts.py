@@ -1,7 +1,9 @@
 """Subject prompts: ``person``, ``box:x,y,w,h@FRAME``, ``point:x,y@FRAME``, ``negpoint:x,y@FRAME``.
 
-Several prompts combine with ``+`` (or by repeating ``--subject``); all prompts of one subject
-must sit on the same key frame. ``@FRAME`` defaults to the first frame of the range.
+Several prompts combine with ``+`` (or by repeating ``--subject``). Prompts on different frames
+are key frames of the same subject (``box:...@120+point:...@260``): the tracker starts from the
+first and takes each later one afresh, e.g. after a cut or when it drifted. ``@FRAME`` defaults
+to the first frame of the range.
 """
 from __future__ import annotations
 
@@ -39,7 +41,8 @@ class SubjectPrompt:
 @dataclass(frozen=True)
 class SubjectSpec:
     kind: str  # "person" | "prompt" | "none"
-    prompt: SubjectPrompt | None = None
+    prompt: SubjectPrompt | None = None  # the first key frame's
+    prompts: tuple[SubjectPrompt, ...] = ()  # every key frame's, in frame order (first frame's first)
 
 
 def parse_subject(texts: str | list[str] | None) -> SubjectSpec:
@@ -50,7 +53,7 @@ def parse_subject(texts: str | list[str] | None) -> SubjectSpec:
         return SubjectSpec("person")
     if "person" in parts:
         raise VfxError("--subject person cannot be combined with box or point prompts")
-    box, points, negatives, frames = None, [], [], set()
+    by_frame: dict[int | None, dict] = {}
     for part in parts:
         match = _PROMPT.match(part)
         if match is None:
@@ -60,20 +63,22 @@ def parse_subject(texts: str | list[str] | None) -> SubjectSpec:
             numbers = tuple(float(n) for n in numbers_text.split(","))
         except ValueError:
             raise VfxError(f"--subject {part!r}: coordinates must be numbers") from None
-        frames.add(int(frame) if frame is not None else None)
+        key = by_frame.setdefault(int(frame) if frame is not None else None, {"box": None, "point": [], "negpoint": []})
         if kind == "box":
             if len(numbers) != 4:
                 raise VfxError(f"--subject {part!r}: a box needs x,y,w,h")
-            if box is not None:
-                raise VfxError("--subject: give one box per subject")
-            box = numbers
+            if key["box"] is not None:
+                raise VfxError("--subject: give one box per subject and key frame")
+            key["box"] = numbers
         else:
             if len(numbers) != 2:
                 raise VfxError(f"--subject {part!r}: a point needs x,y")
-            (points if kind == "point" else negatives).append(numbers)
-    if box is None and not points:
-        raise VfxError("--subject: give a box or at least one positive point")
-    if len(frames - {None}) > 1:
-        raise VfxError("--subject: all prompts of a subject must be on the same key frame")
-    key = next(iter(frames - {None}), None)
-    return SubjectSpec("prompt", SubjectPrompt(key, box, tuple(points), tuple(negatives)))
+            key[kind].append(numbers)
+    prompts = []
+    for frame in sorted(by_frame, key=lambda f: -1 if f is None else f):
+        key = by_frame[frame]
+        if key["box"] is None and not key["point"]:
+            where = f"key frame {frame}" if frame is not None else "the first frame"
+            raise VfxError(f"--subject: give a box or at least one positive point on {where}")
+        prompts.append(SubjectPrompt(frame, key["box"], tuple(key["point"]), tuple(key["negpoint"])))
+    return SubjectSpec("prompt", prompts[0], tuple(prompts))

@@ -24,7 +24,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from vfx.devices import chunk_limit, prepare_module, run_chunked, torch_dtype
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
-from vfx.matte import feather, fill_holes, resize_matte
+from vfx.matte import fill_holes, resize_matte, soft_edge
 from vfx.models import ModelEntry, ModelStore
 from vfx.segment.spool import Spool
 from vfx.segment.person import PersonSegmenter
@@ -168,8 +168,8 @@ class SamSegmenter(Step):
             for i, mask in zip(todo, found):
                 masks[i] = mask
         width, height = batch.size
-        batch.matte = np.stack([feather(resize_matte(m.astype(np.float32), width, height) > 0.5, self.feather_px)
-                                for m in masks])
+        batch.matte = np.stack([soft_edge(rgb, resize_matte(m.astype(np.float32), width, height) > 0.5, self.feather_px)
+                                for rgb, m in zip(batch.originals, masks)])
         return batch
 
     # -- the model ------------------------------------------------------------------------
@@ -333,7 +333,7 @@ class SamPersonSegmenter(Step):
                     state.flow_fallbacks += 1
                     found = region
                 mask |= found
-            mattes.append(feather(fill_holes(mask), self.sam.feather_px))
+            mattes.append(soft_edge(batch.originals[i], fill_holes(mask), self.sam.feather_px))
         batch.matte = np.stack(mattes)
         return batch
 

@@ -194,14 +194,17 @@ class FrameWriter:
     """
 
     def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange, keep_audio: bool = True,
-                 crf: int = 18, preset: str = "veryfast", with_alpha: bool = False, audio_path: str | None = None):
+                 crf: int = 18, preset: str = "veryfast", with_alpha: bool = False, audio_path: str | None = None,
+                 lossless_rgb: bool = False):
         """``audio_path``: a new soundtrack (e.g. a dub for lip-sync) starting at the range's first frame,
-        used instead of the source's audio."""
+        used instead of the source's audio. ``lossless_rgb``: H.264 4:4:4 RGB at qp 0 (libx264rgb), which
+        decodes to exactly the frames written: for intermediates that are encoded again later."""
         check_output_path(path)
         self.path = path
         self.info = info
         self.range = frame_range
         self.with_alpha = with_alpha
+        self.lossless_rgb = lossless_rgb
         self.target = _AtomicTarget(path)
         self.frames_written = 0
         self.container: av.container.OutputContainer | None = None
@@ -217,11 +220,16 @@ class FrameWriter:
         fmt = CONTAINER_FORMATS[Path(self.path).suffix.lower()]
         options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
         self.container = av.open(str(self.target.tmp), mode="w", format=fmt, options=options)
-        stream = self.container.add_stream("libx264", rate=self.info.fps)
-        stream.width = self.info.width + self.info.width % 2  # yuv420p needs even sizes
-        stream.height = self.info.height + self.info.height % 2
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": preset}
+        if self.lossless_rgb:
+            stream = self.container.add_stream("libx264rgb", rate=self.info.fps)
+            stream.width, stream.height, stream.pix_fmt = self.info.width, self.info.height, "rgb24"
+            stream.options = {"crf": "0", "preset": preset}
+        else:
+            stream = self.container.add_stream("libx264", rate=self.info.fps)
+            stream.width = self.info.width + self.info.width % 2  # yuv420p needs even sizes
+            stream.height = self.info.height + self.info.height % 2
+            stream.pix_fmt = "yuv420p"
+            stream.options = {"crf": str(crf), "preset": preset}
         stream.codec_context.time_base = Fraction(1) / self.info.fps
         self.stream = stream
         duration = len(self.range) / float(self.info.fps)
@@ -244,7 +252,7 @@ class FrameWriter:
             self.audio.write_until(self.frames_written / float(self.info.fps))
 
     def _encode(self, rgb: np.ndarray, pts: int) -> None:
-        if rgb.shape[0] % 2 or rgb.shape[1] % 2:
+        if not self.lossless_rgb and (rgb.shape[0] % 2 or rgb.shape[1] % 2):
             rgb = np.pad(rgb, ((0, rgb.shape[0] % 2), (0, rgb.shape[1] % 2), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = pts
@@ -279,9 +287,9 @@ class FrameWriter:
 class MatteWriter:
     """Writes the subject matte as a grayscale MP4 or a PNG/EXR sequence, atomically."""
 
-    def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange):
+    def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange, lossless_rgb: bool = False):
         gray_info = VideoInfo(**{**info.__dict__, "audio_codec": None})
-        self.writer = FrameWriter(path, gray_info, frame_range, keep_audio=False, crf=12)
+        self.writer = FrameWriter(path, gray_info, frame_range, keep_audio=False, crf=12, lossless_rgb=lossless_rgb)
 
     def write(self, batch: FrameBatch) -> None:
         if batch.matte is None:
@@ -295,3 +303,41 @@ class MatteWriter:
 
     def abort(self) -> None:
         self.writer.abort()
+
+
+# What Chromium plays in MP4. AC-3 and E-AC-3 (stream-copied from many sources) it does not.
+BROWSER_AUDIO = {"aac", "mp3", "opus", "flac"}
+
+
+def browser_review_copy(source: str, path: str) -> bool:
+    """Write ``path`` (MP4): ``source``'s video stream-copied, its audio re-encoded to AAC, for a
+    browser that cannot play the source's audio codec. Returns False, writing nothing, when the
+    source has no audio or audio a browser plays already."""
+    try:
+        with av.open(source, metadata_errors="ignore") as container:
+            audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+            seconds = float(container.duration / av.time_base) if container.duration else 24 * 3600.0
+    except av.FFmpegError as exc:
+        raise VfxError(f"{source}: not a readable video ({exc})") from None
+    if audio is None or audio in BROWSER_AUDIO:
+        return False
+    target = _AtomicTarget(path)
+    try:
+        with av.open(source, metadata_errors="ignore") as inputs, \
+                av.open(str(target.tmp), mode="w", format="mp4", options={"movflags": "+faststart"}) as output:
+            video_in = inputs.streams.video[0]
+            video_out = output.add_stream_from_template(video_in)
+            track = _AudioTrack(source, output, 0.0, seconds + 1.0, whole=False)
+            for packet in inputs.demux(video_in):
+                if packet.dts is None:
+                    continue
+                packet.stream = video_out
+                output.mux(packet)
+                if packet.pts is not None:
+                    track.write_until(float(packet.pts * packet.time_base))
+            track.finish()
+        target.commit()
+    except BaseException:
+        target.abort()
+        raise
+    return True

