@@ -31,7 +31,7 @@ from serving.untrusted import Refused
 from serving.web import mount_web
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
-from serving.gates import check_config
+from serving.gates import check_config, load_backends
 from vfx.provenance import sidecar_path
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
@@ -146,6 +146,7 @@ class Gateway:
         self.admission = api.state.admission = Admission(self.store, self.settings)
         api.state.consent_db = self.settings.consent_db
         self.readiness = Readiness(APPLICATIONS)
+        load_backends()
 
     @api.get("/healthz", tags=["operations"], response_model=None)
     async def healthz(self) -> dict[str, Any] | JSONResponse:

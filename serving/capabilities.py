@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from serving.gates import gate_for
+from serving.gates import gate_for, load_backends
 from serving.jpeg import check_jpeg, decode_jpeg, encode_gray_jpeg, encode_jpeg
 from serving.settings import ServeSettings, load_settings
 from vfx.config import PipelineConfig
@@ -176,6 +176,7 @@ class Frames:
 
     def __init__(self, settings: dict[str, Any]):
         self.settings: ServeSettings = load_settings(settings)
+        load_backends()
         stream = self.settings.stream
         self.states = StreamStates(stream.max_streams_state, self.settings.consent_db)
         self.process.set_max_batch_size(stream.max_batch_size)

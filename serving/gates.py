@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vfx import registry
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
 from vfx.job import _open_gate, needs_consent, plan_steps
@@ -27,3 +28,9 @@ def server_gate(config: PipelineConfig, consent_db: str | None) -> Any:
 
 def gate_for(config: PipelineConfig, consent_db: str | None) -> Any | None:
     return server_gate(config, consent_db) if needs_consent(config) else None
+
+
+def load_backends() -> None:
+    """Register every backend now, in the constructor's one thread: the registry's lazy first load
+    is not safe when several threads (overlapping batches, concurrent submits) plan at once."""
+    registry.backends()

@@ -55,6 +55,15 @@ class ChunkWorker:
         return await asyncio.to_thread(self._track, job_id)
 
     def _track(self, job_id: str) -> int:
+        try:
+            return self._track_shot(job_id)
+        except InterruptedError:
+            raise
+        except BaseException:
+            job_logger(job_id).exception("tracking pass failed")
+            raise
+
+    def _track_shot(self, job_id: str) -> int:
         """Phase one of a prompted job: track the whole shot in order into its stored mattes."""
         job = self.store.job(job_id)
         if job is None:

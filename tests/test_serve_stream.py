@@ -153,10 +153,10 @@ def test_stream_refuses_missing_keys_and_wrong_roles(app, who, code):
 
 def test_stream_refuses_bad_options(app):
     with connect(app.ws_url, additional_headers=app.headers("operator"), open_timeout=30) as ws:
-        ws.send(json.dumps({"subject": "person", "style": "sepia"}))
+        ws.send(json.dumps({"subject": "person", "style": "plaid-fuzz"}))  # no backend knows it
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=RECV_TIMEOUT_S)
-    assert closed.value.rcvd.code == 4422 and "unknown style" in closed.value.rcvd.reason
+    assert closed.value.rcvd.code == 4422 and "no restyle backend can run this job" in closed.value.rcvd.reason
 
 
 def dimension_bomb(jpeg: bytes, width: int, height: int) -> bytes:
@@ -279,18 +279,18 @@ def test_rights_holder_grants_and_revokes_consent_through_the_api(app):
 
 
 def test_a_failed_chunk_is_logged_with_its_traceback_and_job_id(app):
-    """The gateway plans a job without loading anything; a style picture that is no picture fails in
-    the worker, and the worker's log says where, with the job id."""
+    """The gateway plans a job without loading anything; a subject box outside the frame (the frame
+    size is known only once the worker opens the shot) fails in the worker, whose log says where."""
     import ray
 
     from serve_helpers import submit, wait_job
 
     with app.client() as client:
-        response = submit(client, {"restyle": {"style_image": str(SAMPLES / "vtest.avi")}}, frames="0-5",
-                          path=SAMPLES / "vtest.avi")
+        response = submit(client, {"segment": {"subject": ["box:5000,5000,40,40@2"]}, "restyle": {"style": "night"}},
+                          frames="0-5", path=SAMPLES / "vtest.avi")
         assert response.status_code == 201, response.text
         job = wait_job(client, response.json()["id"])
-    assert job["state"] == "failed" and "cannot read image" in job["error"]
+    assert job["state"] == "failed" and "outside" in job["error"], job
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
     deadline = time.monotonic() + 60
     found: list[dict] = []
@@ -302,7 +302,7 @@ def test_a_failed_chunk_is_logged_with_its_traceback_and_job_id(app):
                     if entry.get("job_id") == job["id"]:
                         found.append(entry)
         time.sleep(1)
-    chunk = [e for e in found if e["msg"] == "chunk 0 failed"]
-    assert chunk and chunk[0]["chunk"] == 0 and chunk[0]["exc"].startswith("Traceback (most recent call last)")
-    assert "cannot read image" in chunk[0]["exc"] and "build" in chunk[0]["exc"]
+    worker = [e for e in found if e["msg"] in ("tracking pass failed", "chunk 0 failed")]
+    assert worker and worker[0]["exc"].startswith("Traceback (most recent call last)"), found
+    assert "outside" in worker[0]["exc"] and "check_inside" in worker[0]["exc"]  # where it failed
     assert any(e["msg"].startswith("job failed") and "Traceback" in e["exc"] for e in found)
