@@ -58,7 +58,7 @@ def start(root: Path, num_cpus: int, max_batch: int) -> tuple[str, str]:
     (root / "state").mkdir(parents=True, exist_ok=True)  # the job store opens it in every replica's constructor
     args = {"state_dir": str(root / "state"), "keys_file": str(root / "keys.yaml"),
             "stream": {"max_batch_size": max_batch, "batch_wait_timeout_s": 0.01, "queue_frames": 8,
-                       "max_inflight": WINDOW},
+                       "max_inflight": WINDOW, "max_streams": 16, "max_streams_per_key": 16},  # one key, 8 clients
             "deployments": {"ChunkWorker": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}}}}
     run_applications(args)
     return f"ws://127.0.0.1:{port}/v1/stream", key
