@@ -31,7 +31,7 @@ from serving.untrusted import Refused
 from serving.web import mount_web
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
-from vfx.job import build_steps
+from serving.gates import check_config, load_backends
 from vfx.provenance import sidecar_path
 from vfx.video import parse_frame_range, probe
 from fastapi import UploadFile
@@ -147,6 +147,7 @@ class Gateway:
         self.admission = api.state.admission = Admission(self.store, self.settings)
         api.state.consent_db = self.settings.consent_db
         self.readiness = Readiness(APPLICATIONS)
+        load_backends()
 
     @api.get("/healthz", tags=["operations"], response_model=None)
     async def healthz(self) -> dict[str, Any] | JSONResponse:
@@ -201,8 +202,9 @@ class Gateway:
                       job_dir: Path, side_uploads: dict[str, UploadFile | None]) -> dict[str, Any]:
         staged, report = await stage_shot(file, path, job_dir, self.settings)
         pipeline, side_hashes = await stage_side_inputs(pipeline, job_dir, self.settings, side_uploads)
-        # refuses a config with nothing to do or an unknown style; opens side inputs only once they passed the probe
-        await asyncio.to_thread(build_steps, pipeline, "cpu")
+        # plans the job (a backend for every capability, no weights loaded): refuses a config with nothing to
+        # do, an unknown style or a model not in the store; workers build and run the plan
+        await asyncio.to_thread(check_config, pipeline)
         frame_range = parse_frame_range(frames, await asyncio.to_thread(probe, staged.path))
         request_digest = hashlib.sha256(json.dumps(
             [staged.sha256, side_hashes, pipeline.model_dump(exclude={"restyle": {"style_image"}, "face": {"lipsync"}}),

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from serving.gates import gate_for, load_backends
 from serving.jpeg import check_jpeg, decode_jpeg, encode_gray_jpeg, encode_jpeg
 from serving.settings import ServeSettings, load_settings
 from vfx.config import PipelineConfig
@@ -65,19 +66,6 @@ def changes_pixels(config: PipelineConfig) -> bool:
                 config.face.rejuvenate is not None, config.face.lipsync is not None))
 
 
-def needs_consent(config: PipelineConfig) -> bool:
-    from vfx.job import needs_consent as job_needs_consent
-
-    return job_needs_consent(config)
-
-
-def server_gate(config: PipelineConfig, consent_db: str | None) -> Any:
-    """The consent gate of a face edit: the server's consent store, the config's project."""
-    from vfx.job import _open_gate
-
-    return _open_gate(config.model_copy(update={"consent": config.consent.model_copy(update={"db": consent_db})}))
-
-
 @dataclass
 class StreamSteps:
     """One stream's steps, shot and gate; ``lock`` keeps its frames one batch at a time."""
@@ -110,7 +98,7 @@ def build_stream_steps(stream_id: str, config: PipelineConfig, faces: bool, size
     from vfx.job import build_steps
 
     device = resolve_device(config.device)
-    gate = server_gate(config, consent_db) if needs_consent(config) else None
+    gate = gate_for(config, consent_db)
     steps = build_steps(config, device, gate)
     if faces and not any(s.name == "faces" for s in steps):
         from vfx.face.scrfd import face_detector
@@ -188,6 +176,7 @@ class Frames:
 
     def __init__(self, settings: dict[str, Any]):
         self.settings: ServeSettings = load_settings(settings)
+        load_backends()
         stream = self.settings.stream
         self.states = StreamStates(stream.max_streams_state, self.settings.consent_db)
         self.process.set_max_batch_size(stream.max_batch_size)

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from vfx.errors import VfxError
 from vfx.frames import FrameBatch
 from vfx.job import JobSpec, run_job
 from vfx.provenance import write_provenance
+from vfx.provenance.manifest import sidecar_path
 from vfx.video import FrameRange, FrameReader, FrameWriter, MatteWriter, probe
 
 INTERMEDIATE_CRF = 0  # lossless: the only generation loss is the final encode
@@ -58,18 +60,21 @@ def chunk_is_complete(path: Path, expected_frames: int) -> bool:
 
 def render_chunk(source: str, chunk: Chunk, config: PipelineConfig, job_dir: Path, want_matte: bool,
                  progress: Callable[[int], None], cancelled: Callable[[], bool],
-                 concealed: list[int] | None = None) -> int:
+                 concealed: list[int] | None = None, gate: Any = None) -> int:
     """Process the chunk's frames (overlap included) into its intermediate file(s); returns frames processed.
-    ``concealed`` gets the written frames the reader had to conceal (damaged input)."""
+    ``concealed`` gets the written frames the reader had to conceal (damaged input).
+
+    run_job signs the intermediate as it signs any output (steps, model hashes from the steps,
+    grants and likeness edits from ``gate``); the assembled output's provenance is made from these."""
     out = chunk_path(job_dir, chunk.index)
     matte = chunk_matte_path(job_dir, chunk.index) if want_matte else None
     out.parent.mkdir(parents=True, exist_ok=True)
     intermediate = config.model_copy(update={"output": config.output.model_copy(
-        update={"crf": INTERMEDIATE_CRF, "preset": "ultrafast", "keep_audio": False, "provenance": False,
+        update={"crf": INTERMEDIATE_CRF, "preset": "ultrafast", "keep_audio": False, "provenance": True,
                 "lossless_rgb": True})})
     spec = JobSpec(input=source, output=str(out), config=intermediate,
                    frames=f"{chunk.process_first}-{chunk.last}", matte=str(matte) if matte else None)
-    result = run_job(spec, progress=progress, cancelled=cancelled)
+    result = run_job(spec, progress=progress, cancelled=cancelled, gate=gate)
     if not chunk_is_complete(out, chunk.process_count):
         raise VfxError(f"chunk {chunk.index}: intermediate does not hold {chunk.process_count} frames")
     if concealed is not None:
@@ -116,18 +121,33 @@ def assemble(source: str, chunks: list[Chunk], config: PipelineConfig, job_dir: 
             mattes.abort()
         raise
     if config.output.provenance:
-        _sign_output(source, output, shot, chunks, config)
+        _sign_output(source, output, shot, chunks, job_dir)
     return len(shot)
 
 
-def _sign_output(source: str, output: Path, shot: FrameRange, chunks: list[Chunk], config: PipelineConfig) -> None:
-    """The assembled output gets the same signed sidecar and C2PA manifest as a `vfx run` output."""
-    steps = [{"name": "decode", "frames": [shot.first, shot.last], "chunks": len(chunks)},
-             {"name": "segment", "subject": config.segment.subject, "backend": config.segment.backend},
-             {"name": "restyle", "style": config.restyle.style, "backend": config.restyle.backend}]
-    inputs = [source] + ([config.restyle.style_image] if config.restyle.style_image else [])
-    write_provenance(output, inputs, steps, {"segment": config.segment.backend, "restyle": config.restyle.backend},
-                     {}, [], None)
+def _sign_output(source: str, output: Path, shot: FrameRange, chunks: list[Chunk], job_dir: Path) -> None:
+    """The assembled output gets the same signed sidecar and C2PA manifest as a `vfx run` output,
+    made from the chunks' own provenance (written by run_job): their steps and backends, every
+    model hash, every grant and likeness edit, the newest ledger head."""
+    records = [chunk_provenance(job_dir, chunk.index) for chunk in chunks]
+    steps = [{**step, "frames": [shot.first, shot.last], "chunks": len(chunks)} if step.get("name") == "decode" else step
+             for step in records[0]["steps"]]
+    model_hashes = {k: v for record in records for k, v in record["model_hashes"].items()}
+    grant_ids = sorted({g for record in records for g in record["grant_ids"]})
+    consent = [edit for record in records for edit in record.get("consent", [])]
+    ledger_head = next((r["ledger_head"] for r in reversed(records) if r.get("ledger_head")), None)
+    inputs = [source] + [i["path"] for i in records[0]["inputs"][1:]]
+    write_provenance(output, inputs, steps, records[0]["backends"], model_hashes, grant_ids, ledger_head,
+                     consent=consent)
+
+
+def chunk_provenance(job_dir: Path, index: int) -> dict[str, Any]:
+    """The signed record run_job wrote next to a chunk's intermediate."""
+    path = sidecar_path(chunk_path(job_dir, index))
+    try:
+        return json.loads(path.read_text())["manifest"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise VfxError(f"chunk {index}: no readable provenance record ({exc})") from None
 
 
 def write_manifest(path: Path, job: dict, chunks: list[Chunk], output: Path, matte: Path | None) -> None:
@@ -139,6 +159,7 @@ def write_manifest(path: Path, job: dict, chunks: list[Chunk], output: Path, mat
                     "last": c.last, "attempts": c.attempts} for c in chunks],
         "output": {"file": output.name, "sha256": sha256_file(output), "frames": probe(output).frame_count},
         "matte": {"file": matte.name, "sha256": sha256_file(matte)} if matte else None,
+        "grant_ids": sorted({g for c in chunks for g in chunk_provenance(Path(job["job_dir"]), c.index)["grant_ids"]}),
         "finished_at": time.time(),
     }
     tmp = path.with_suffix(".tmp")

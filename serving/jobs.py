@@ -21,6 +21,7 @@ from serving.chunks import assemble, chunk_matte_path, chunk_path, plan_chunks, 
 from serving.cluster import alive_nodes, check_nodes, record_chunk_node, refuse_shared_sqlite
 from serving.durable import decodes_to, make_durable, write_durably
 from serving.retention import drop_intermediates, sweep
+from serving.gates import gate_for
 from serving.logs import job_logger
 from serving.settings import load_settings
 from serving.store import Chunk, JobStore
@@ -56,6 +57,15 @@ class ChunkWorker:
         return await asyncio.to_thread(self._track, job_id)
 
     def _track(self, job_id: str) -> int:
+        try:
+            return self._track_shot(job_id)
+        except InterruptedError:
+            raise
+        except BaseException:
+            job_logger(job_id).exception("tracking pass failed")
+            raise
+
+    def _track_shot(self, job_id: str) -> int:
         """Phase one of a prompted job: track the whole shot in order into its stored mattes."""
         job = self.store.job(job_id)
         if job is None:
@@ -121,9 +131,10 @@ class ChunkWorker:
             return self.store.state_of(job_id) == "cancelled"
 
         concealed: list[int] = []
+        gate = gate_for(config, self.settings.consent_db)  # face edits: the server's store, the job's project
         try:
             frames = render_chunk(job["input_path"], chunk, config, Path(job["job_dir"]), job["want_matte"],
-                                  progress, cancelled, concealed)
+                                  progress, cancelled, concealed, gate)
             make_durable(*chunk_files(job, chunk))
         except InterruptedError:
             timed_out = time.monotonic() - started > jobs.chunk_timeout_s

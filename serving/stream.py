@@ -23,13 +23,13 @@ from typing import Any, Literal
 from fastapi import WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field
 
-from serving.capabilities import FrameRefused, FrameRequest, changes_pixels, needs_consent
+from serving.capabilities import FrameRefused, FrameRequest
+from serving.gates import check_config
 from serving.jpeg import check_jpeg
 from serving.metrics import BATCH_SIZE, STREAM_FRAMES, STREAM_LATENCY, STREAM_QUEUE
 from serving.settings import StreamSettings
 from vfx.config import PipelineConfig
 from vfx.errors import VfxError
-from vfx.restyle import STYLES
 from vfx.segment import parse_subject
 
 
@@ -55,20 +55,16 @@ class StreamOptions(BaseModel):
 
 
 def stream_config_problem(config: PipelineConfig) -> str | None:
-    """Why a stream cannot run this config, checked before any frame (no weights are loaded)."""
+    """Why a stream cannot run this config, checked before any frame: the service's checks and
+    the registry's plan (no weights are loaded)."""
     if config.consent.db is not None:
-        return "consent.db is the server's; a stream cannot name a consent store"
+        return "consent.db: the service uses its own consent store; do not name one"
     try:
         if parse_subject(config.segment.subject).kind == "prompt":
             return "a prompted subject (box/points on a key frame) needs the whole shot; submit a job"
+        check_config(config)
     except VfxError as exc:
         return str(exc)
-    if config.restyle.style is not None and config.restyle.style not in STYLES:
-        return f"unknown style {config.restyle.style!r}; choose {', '.join(STYLES)}"
-    if needs_consent(config) and not config.consent.project:
-        return "face edits run only through the consent gate: give consent.project"
-    if not (config.segment.subject or changes_pixels(config)):
-        return "nothing to do: give subject, style and/or a face edit"
     return None
 
 

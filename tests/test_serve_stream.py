@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import cv2
 import httpx
@@ -151,10 +153,10 @@ def test_stream_refuses_missing_keys_and_wrong_roles(app, who, code):
 
 def test_stream_refuses_bad_options(app):
     with connect(app.ws_url, additional_headers=app.headers("operator"), open_timeout=30) as ws:
-        ws.send(json.dumps({"subject": "person", "style": "sepia"}))
+        ws.send(json.dumps({"subject": "person", "style": "plaid-fuzz"}))  # no backend knows it
         with pytest.raises(ConnectionClosed) as closed:
             ws.recv(timeout=RECV_TIMEOUT_S)
-    assert closed.value.rcvd.code == 4422 and "unknown style" in closed.value.rcvd.reason
+    assert closed.value.rcvd.code == 4422 and "no restyle backend can run this job" in closed.value.rcvd.reason
 
 
 def dimension_bomb(jpeg: bytes, width: int, height: int) -> bytes:
@@ -215,7 +217,8 @@ ROUTES = [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("GE
           ("DELETE", "/v1/jobs/x"), ("GET", "/metrics"), ("POST", "/v1/consent/grants"),
           ("POST", "/v1/consent/grants/g-x/revoke"), ("GET", "/v1/consent/grants"), ("GET", "/v1/consent/grants/g-x"),
           ("GET", "/v1/consent/subjects"), ("GET", "/v1/consent/verify")]
-NEEDS = {"/metrics": {"admin"}, **{route: {"rights_holder", "admin"} for _, route in ROUTES if "/consent/" in route}}
+NEEDS = {"/metrics": {"admin"}, **{route: {"rights_holder", "admin"} for _, route in ROUTES if "/consent/" in route},
+         "/v1/consent/verify": {"admin"}}  # the whole ledger: admin only
 
 
 @pytest.mark.parametrize("method, route", ROUTES)
@@ -273,3 +276,33 @@ def test_rights_holder_grants_and_revokes_consent_through_the_api(app):
         assert report["ok"] and report["entries"] >= 3  # enrolment, grant, revocation
         assert admin.post("/v1/consent/grants", json={"subject": "roxanne", "project": "p", "ops": ["rejuvenate"],
                                                       "until": "2099-12-31"}).status_code == 403  # admin holds no signing key
+
+
+def test_a_failed_chunk_is_logged_with_its_traceback_and_job_id(app):
+    """The gateway plans a job without loading anything; a subject box outside the frame (the frame
+    size is known only once the worker opens the shot) fails in the worker, whose log says where."""
+    import ray
+
+    from serve_helpers import submit, wait_job
+
+    with app.client() as client:
+        response = submit(client, {"segment": {"subject": ["box:5000,5000,40,40@2"]}, "restyle": {"style": "night"}},
+                          frames="0-5", path=SAMPLES / "vtest.avi")
+        assert response.status_code == 201, response.text
+        job = wait_job(client, response.json()["id"])
+    assert job["state"] == "failed" and "outside" in job["error"], job
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    deadline = time.monotonic() + 60
+    found: list[dict] = []
+    while not found and time.monotonic() < deadline:
+        for path in logs.glob("worker-*.err"):
+            for line in path.read_text(errors="replace").splitlines():
+                if job["id"] in line and '"exc"' in line:
+                    entry = json.loads(line[line.index("{"):])
+                    if entry.get("job_id") == job["id"]:
+                        found.append(entry)
+        time.sleep(1)
+    worker = [e for e in found if e["msg"] in ("tracking pass failed", "chunk 0 failed")]
+    assert worker and worker[0]["exc"].startswith("Traceback (most recent call last)"), found
+    assert "outside" in worker[0]["exc"] and "check_inside" in worker[0]["exc"]  # where it failed
+    assert any(e["msg"].startswith("job failed") and "Traceback" in e["exc"] for e in found)

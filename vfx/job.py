@@ -102,7 +102,7 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
     device = resolve_device(config.device)
     job_plan = plan_steps(config, device)
     if gate is None and needs_consent(config):
-        gate = _open_gate(config)
+        gate = open_consent_gate(config)
     steps = build_steps(config, device, gate, job_plan)
     batch_size = config.batch_size or default_batch_size(device)
     shot = ShotState(width=info.width, height=info.height, fps=float(info.fps), first_frame=frame_range.first,
@@ -134,7 +134,8 @@ def step_backends(steps: list[Step]) -> dict[str, str]:
     return {s.name: type(s).__name__ for s in steps}
 
 
-def _open_gate(config: PipelineConfig):
+def open_consent_gate(config: PipelineConfig):
+    """The consent gate the config's consent section names (database, project, policy, identity)."""
     from vfx.consent.gate import GateConfig, open_gate
 
     consent = config.consent
