@@ -7,26 +7,11 @@ found and decoded to the frame count it must have.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import av
 
-
-def fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from vfx.durable import fsync_dir, fsync_file, write_durably  # noqa: F401 (re-exported for the service)
 
 
 def make_durable(*paths: Path) -> None:
@@ -35,17 +20,6 @@ def make_durable(*paths: Path) -> None:
         fsync_file(path)
     for directory in {Path(p).parent for p in paths}:
         fsync_dir(directory)
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """Temp file, fsync, rename, fsync the directory."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
-    fsync_dir(path.parent)
 
 
 def decodes_to(path: Path, frames: int) -> bool:

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import typer
 
 from vfx.config import PipelineConfig, load_pipeline_config, with_overrides
+from vfx.durable import write_durably
 from vfx.errors import VfxError
 
 CSV_COLUMNS = ("input", "frames", "subject", "style", "output")
@@ -166,7 +167,7 @@ def run_remote(shot: Shot, config: PipelineConfig, url: str, key: str, upload: b
         manifest = client.get(f"/v1/jobs/{job['id']}/manifest")
         provenance = None
         if manifest.status_code == 200:
-            _write_atomic(sidecar, manifest.content)
+            write_durably(sidecar, manifest.content)
             provenance = str(sidecar)
     return ShotReport(shot.name, shot.input, shot.output, "done", int(job["frames"]["done"]),
                       round(time.perf_counter() - started, 2), provenance, job_id=job["id"])
@@ -199,15 +200,6 @@ def _download(client, route: str, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    tmp.replace(path)
-
-
 def run_batch(shots: list[Shot], base: PipelineConfig, runner: Callable[[Shot, PipelineConfig], ShotReport]) -> list[ShotReport]:
     reports = []
     for shot in shots:
@@ -226,7 +218,7 @@ def write_report(reports: list[ShotReport], path: Path) -> None:
                 "done": sum(r.status == "done" for r in reports), "failed": sum(r.status == "failed" for r in reports),
                 "frames": sum(r.frames for r in reports)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, json.dumps(document, indent=2).encode() + b"\n")
+    write_durably(path, json.dumps(document, indent=2).encode() + b"\n")
 
 
 def batch(

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from vfx.consent.canonical import canonical_json
 from vfx.consent.ledger import utc_now
+from vfx.durable import write_durably
 from vfx.errors import VfxError
 from vfx.hashing import sha256_file
 from vfx.provenance.c2pa_embed import C2PA_FORMATS, PROVENANCE_LABEL, c2pa_manifest, c2pa_problems, embed_c2pa, read_c2pa
@@ -74,17 +74,8 @@ def write_provenance(output_path: str | Path, inputs: list[str], steps: list[dic
     }
     sidecar = {"manifest": document, "signature": base64.b64encode(material.sign(canonical_json(document))).decode()}
     target = sidecar_path(output)
-    write_bytes_atomic(target, json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8") + b"\n")
+    write_durably(target, json.dumps(sidecar, indent=2, sort_keys=True).encode("utf-8") + b"\n")
     return target
-
-
-def write_bytes_atomic(target: Path, data: bytes) -> None:
-    tmp = target.with_name(f".{target.name}.tmp")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(target)
 
 
 @dataclass
