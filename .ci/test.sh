@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The test suite with its real services: a throwaway PostgreSQL for the consent ledger.
-# The Ray Serve tests run in a pytest process of their own: each module starts Ray in-process.
+# The test suite with its real services: a throwaway PostgreSQL for the consent ledger and job records.
+# The Ray Serve tests run in a pytest process of their own (each module starts Ray in-process); the
+# two-node cluster test starts its own `ray start` cluster and runs in a third, so no in-process Ray
+# state (address, auth token) of the other modules reaches it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 eval "$(.ci/postgres.sh start)"
 trap '.ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 serve_tests=(tests/test_serve_*.py)
+cluster_test=tests/test_serve_cluster.py
 .venv/bin/python -m pytest -q --durations=15 $(printf -- '--ignore=%s ' "${serve_tests[@]}") "$@"
 library=$?
-.venv/bin/python -m pytest -q --durations=5 "${serve_tests[@]}"
+.venv/bin/python -m pytest -q --durations=10 --ignore="$cluster_test" "${serve_tests[@]}"
 serving=$?
-exit $(( library || serving ))
+.venv/bin/python -m pytest -q --durations=3 "$cluster_test"
+cluster=$?
+exit $(( library || serving || cluster ))

@@ -205,8 +205,9 @@ def test_kill_drill_manager_and_a_worker_twice_renders_no_chunk_twice(app, tmp_p
     (tmp_path / "out.mp4").write_bytes(output.content)
     assert probe(tmp_path / "out.mp4").frame_count == 60
     job_dir = Path(store.job(job_id)["job_dir"])
-    assert sorted(p.name for p in job_dir.iterdir()) == ["manifest.json", "matte.mp4", "output.mp4",
-                                                         "output.mp4.provenance.json"]  # no leftovers
+    # no leftovers: the outputs, and nodes/ (which node rendered each chunk: a record, not an intermediate)
+    assert sorted(p.name for p in job_dir.iterdir()) == ["manifest.json", "matte.mp4", "nodes", "output.mp4",
+                                                         "output.mp4.provenance.json"]
 
 
 def test_concealed_frames_of_a_damaged_upload_are_on_the_job_and_in_the_manifest(app, tmp_path):

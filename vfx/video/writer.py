@@ -284,6 +284,13 @@ class FrameWriter:
         self.target.abort()
 
 
+def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
+    """8-bit matte where 255 means exactly 1: the untouched subject. A soft edge never rounds up to it,
+    so a compositor keying on 255 never takes a restyled pixel for an original one."""
+    levels = np.minimum(np.round(np.clip(alpha, 0.0, 1.0) * 255.0), 254.0)
+    return np.where(alpha >= 1.0, 255, levels).astype(np.uint8)
+
+
 class MatteWriter:
     """Writes the subject matte as a grayscale MP4 or a PNG/EXR sequence, atomically.
 
@@ -302,9 +309,9 @@ class MatteWriter:
             if len(batch.mattes) > 3:
                 raise VfxError(f"--matte writes up to three subjects as red, green, blue; got {len(batch.mattes)}")
             channels = list(batch.mattes.values()) + [np.zeros_like(batch.matte)] * (3 - len(batch.mattes))
-            rgb = (np.clip(np.stack(channels, axis=-1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            rgb = alpha_to_uint8(np.stack(channels, axis=-1))
         else:
-            gray = (np.clip(batch.matte, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            gray = alpha_to_uint8(batch.matte)
             rgb = np.repeat(gray[..., None], 3, axis=-1)
         self.writer.write(FrameBatch(frames=rgb, indices=batch.indices, timestamps=batch.timestamps))
 
