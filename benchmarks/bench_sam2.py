@@ -21,7 +21,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -32,17 +31,7 @@ from vfx.frames import FrameBatch, ShotState
 from vfx.models import ModelStore
 from vfx.segment.prompts import parse_subject
 from vfx.segment.sam2 import Sam2VideoSegmenter, load_sam2, session_size
-
-
-def read_frames(video: Path, count: int, size: tuple[int, int]) -> np.ndarray:
-    cap = cv2.VideoCapture(str(video))
-    frames = []
-    while len(frames) < count:
-        ok, bgr = cap.read()
-        if not ok:
-            raise SystemExit(f"{video}: only {len(frames)} frames")
-        frames.append(cv2.resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), size, interpolation=cv2.INTER_AREA))
-    return np.stack(frames)
+from bench_models import read_frames  # real footage, resized: one reader for the model benchmarks
 
 
 def tiny_store(root: Path) -> tuple[ModelStore, str]:
