@@ -28,7 +28,7 @@ def style_tiles(frame: np.ndarray, size: int = 512) -> list[tuple[str, np.ndarra
     for index in range(STYLE_COUNT):
         step.weights = np.eye(STYLE_COUNT, dtype=np.float32)[index]
         painted = step.full_size(step.paint(small, NeuralState())[0], frame)
-        tiles.append((f"{index} {names.get(index, '')}".strip(), step.finish_frame((painted, frame))))
+        tiles.append((f"{index} {names.get(index, '')}".strip(), step.finish_frame(painted, frame, 1.0, 1)))
     return tiles
 
 
