@@ -291,35 +291,59 @@ def alpha_to_uint8(alpha: np.ndarray) -> np.ndarray:
     return np.where(alpha >= 1.0, 255, levels).astype(np.uint8)
 
 
+def subject_matte_path(path: str, subject: str) -> str:
+    """Where one subject's matte goes beside ``path``: m.mp4 -> m.NAME.mp4, m.%04d.png -> m.NAME.%04d.png."""
+    folder, name = os.path.split(path)
+    if "%" in name:
+        cut = name.index("%")
+        return os.path.join(folder, f"{name[:cut].rstrip('._') or 'matte'}.{subject}.{name[cut:]}")
+    stem, extension = os.path.splitext(name)
+    return os.path.join(folder, f"{stem}.{subject}{extension}")
+
+
 class MatteWriter:
     """Writes the subject matte as a grayscale MP4 or a PNG/EXR sequence, atomically.
 
-    Several subjects (``batch.mattes``) go one per channel: the first red, the second green, the
-    third blue.
+    Up to three subjects (``batch.mattes``) go one per channel: the first red, the second green,
+    the third blue. More than three: ``path`` holds their union (grey) and each subject gets its
+    own grey matte beside it (subject_matte_path).
     """
 
     def __init__(self, path: str, info: VideoInfo, frame_range: FrameRange, lossless_rgb: bool = False):
-        gray_info = VideoInfo(**{**info.__dict__, "audio_codec": None})
-        self.writer = FrameWriter(path, gray_info, frame_range, keep_audio=False, crf=12, lossless_rgb=lossless_rgb)
+        self.path, self.frame_range, self.lossless_rgb = path, frame_range, lossless_rgb
+        self.info = VideoInfo(**{**info.__dict__, "audio_codec": None})
+        self.writer = self._writer(path)
+        self.subjects: dict[str, FrameWriter] = {}
+
+    def _writer(self, path: str) -> FrameWriter:
+        return FrameWriter(path, self.info, self.frame_range, keep_audio=False, crf=12, lossless_rgb=self.lossless_rgb)
 
     def write(self, batch: FrameBatch) -> None:
         if batch.matte is None:
             raise VfxError("--matte needs a subject matte, but no segmentation step ran")
-        if batch.mattes and len(batch.mattes) > 1:
-            if len(batch.mattes) > 3:
-                raise VfxError(f"--matte writes up to three subjects as red, green, blue; got {len(batch.mattes)}")
+        many = batch.mattes and len(batch.mattes) > 3
+        if batch.mattes and 1 < len(batch.mattes) <= 3:
             channels = list(batch.mattes.values()) + [np.zeros_like(batch.matte)] * (3 - len(batch.mattes))
             rgb = alpha_to_uint8(np.stack(channels, axis=-1))
         else:
-            gray = alpha_to_uint8(batch.matte)
-            rgb = np.repeat(gray[..., None], 3, axis=-1)
+            rgb = _grey_rgb(batch.matte)
         self.writer.write(FrameBatch(frames=rgb, indices=batch.indices, timestamps=batch.timestamps))
+        for subject, matte in (batch.mattes.items() if many else ()):
+            if subject not in self.subjects:
+                self.subjects[subject] = self._writer(subject_matte_path(self.path, subject))
+            self.subjects[subject].write(FrameBatch(frames=_grey_rgb(matte), indices=batch.indices, timestamps=batch.timestamps))
 
     def close(self) -> None:
-        self.writer.close()
+        for writer in [self.writer, *self.subjects.values()]:
+            writer.close()
 
     def abort(self) -> None:
-        self.writer.abort()
+        for writer in [self.writer, *self.subjects.values()]:
+            writer.abort()
+
+
+def _grey_rgb(matte: np.ndarray) -> np.ndarray:
+    return np.repeat(alpha_to_uint8(matte)[..., None], 3, axis=-1)
 
 
 # What Chromium plays in MP4. AC-3 and E-AC-3 (stream-copied from many sources) it does not.
