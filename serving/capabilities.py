@@ -34,7 +34,7 @@ from vfx.frames import FrameBatch, ShotState, Step
 from vfx.parallel import cpu_workers, map_frames
 
 log = logging.getLogger("vfx.serving.stream")
-MAX_CONCURRENT_BATCHES = 2  # batches of one Frames replica in flight at once
+MAX_CONCURRENT_BATCHES = 4  # batches of one Frames replica in flight at once
 
 
 @dataclass
@@ -81,10 +81,13 @@ class StreamSteps:
     def finish(self) -> dict[str, Any]:
         """Close the stream's shot: each step's finish (consent summaries), and the ledger's job record."""
         self.shot.last_frame = max(self.shot.first_frame, self.last_seq)
-        for step in self.steps:
-            finish = getattr(step, "finish", None)
-            if finish is not None:
-                finish(self.shot)
+        try:
+            with self.lock:  # a batch still running finishes first
+                for step in self.steps:
+                    step.finish(self.shot)
+        finally:
+            for step in self.steps:
+                step.close()
         if self.gate is None:
             return {"grant_ids": []}
         grant_ids = self.gate.grant_ids_used()
@@ -181,7 +184,7 @@ class Frames:
         self.states = StreamStates(stream.max_streams_state, self.settings.consent_db)
         self.process.set_max_batch_size(stream.max_batch_size)
         self.process.set_batch_wait_timeout_s(stream.batch_wait_timeout_s)
-        self.streams_pool = ThreadPoolExecutor(max_workers=cpu_workers(), thread_name_prefix="vfx-streams")
+        self.streams_pool = ThreadPoolExecutor(max_workers=2 * cpu_workers(), thread_name_prefix="vfx-streams")
 
     def run(self, requests: list[FrameRequest]) -> list[FrameResult | FrameRefused]:
         """Each request's result, or why its frame was refused (the others go on)."""

@@ -8,7 +8,6 @@ still returned, flagged with ``skip_reason``, so every step can say why it left 
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import cv2
 import numpy as np
 
 from vfx.errors import VfxError
+from vfx.parallel import PerThread
 
 # Landmark index groups of the 478-point mesh (refine_landmarks=True).
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
@@ -81,12 +81,13 @@ class FaceDetector:
         self.workers = workers
         self.extra_sources = dict(extra_sources or {})
         self.builtin = builtin
-        self._local = threading.local()
+        self._per_thread = PerThread(_Graphs)
 
     def _graphs(self) -> _Graphs:
-        if not hasattr(self._local, "graphs"):
-            self._local.graphs = _Graphs()
-        return self._local.graphs
+        return self._per_thread.get()
+
+    def close(self) -> None:
+        self._per_thread.close()
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces in one RGB uint8 frame, largest first."""
@@ -206,6 +207,10 @@ class _Graphs:
                                                     min_detection_confidence=0.3)
         self._hog = None
         self._cnn = None
+
+    def close(self) -> None:
+        for graph in (self.full, self.short, self.mesh):
+            graph.close()
 
     def mediapipe_full(self, image: np.ndarray) -> list[Scored]:
         return _mediapipe_boxes(self.full, image)

@@ -13,7 +13,6 @@ distance it only sees people inside 256 px tiles. So, per frame:
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 
 import cv2
@@ -21,6 +20,7 @@ import numpy as np
 
 from vfx.frames import FrameBatch, ShotState, Step
 from vfx.matte import fill_holes, is_cut, smooth_probability, soft_edge, thumbnail_grey
+from vfx.parallel import PerThread
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,19 @@ class PersonState:
     pose_calls: int = 0
 
 
+def _selfie(selection: int):
+    import mediapipe as mp
+
+    return mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=selection)
+
+
+def _pose():
+    import mediapipe as mp
+
+    # complexity 1 is the landmark model the wheel bundles (0 and 2 are downloaded on first use)
+    return mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
+
+
 class PersonSegmenter(Step):
     """Sets ``batch.matte`` to where confirmed people are, smoothed over time, soft at the edge."""
 
@@ -69,28 +82,19 @@ class PersonSegmenter(Step):
         self.recheck_frames = recheck_frames
         self.max_pose_checks = max_pose_checks  # per frame: bounds the cost when many new blobs appear
         self.min_area_px = min_area_px
-        self._local = threading.local()  # mediapipe graphs are not thread-safe: one set per thread
+        self._models = [PerThread(lambda s=s: _selfie(s)) for s in (0, 1)]  # mediapipe graphs: one per thread
+        self._poses = PerThread(_pose)
 
     # -- models ---------------------------------------------------------------------------
     def _model(self, selection: int):
-        models = getattr(self._local, "models", None)
-        if models is None:
-            import mediapipe as mp
-
-            models = self._local.models = {
-                s: mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=s) for s in (0, 1)
-            }
-        return models[selection]
+        return self._models[selection].get()
 
     def _pose(self):
-        pose = getattr(self._local, "pose", None)
-        if pose is None:
-            import mediapipe as mp
+        return self._poses.get()
 
-            # complexity 1 is the landmark model the wheel bundles (0 and 2 are downloaded on first use)
-            pose = self._local.pose = mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1,
-                                                             min_detection_confidence=0.5)
-        return pose
+    def close(self) -> None:
+        for graphs in (*self._models, self._poses):
+            graphs.close()
 
     # -- per batch ------------------------------------------------------------------------
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:

@@ -41,3 +41,7 @@ class SubjectSet(Step):
         for step in self.steps.values():
             step.finish(shot)
         return None
+
+    def close(self) -> None:
+        for step in self.steps.values():
+            step.close()
