@@ -45,13 +45,12 @@ def start(root: Path, num_cpus: int, max_batch: int) -> tuple[str, str]:
 
     from serving.app import run_applications
     from serving.auth import key_digest
-    from serving.cli import worker_env
 
     key = "bench-" + os.urandom(8).hex()
     (root / "keys.yaml").write_text(yaml.safe_dump({"keys": [{"name": "bench", "role": "operator",
                                                                 "sha256": key_digest(key)}]}))
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": worker_env()})
+             runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

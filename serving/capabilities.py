@@ -81,13 +81,9 @@ class StreamSteps:
     def finish(self) -> dict[str, Any]:
         """Close the stream's shot: each step's finish (consent summaries), and the ledger's job record."""
         self.shot.last_frame = max(self.shot.first_frame, self.last_seq)
-        try:
-            with self.lock:  # a batch still running finishes first
-                for step in self.steps:
-                    step.finish(self.shot)
-        finally:
+        with self.lock:  # a batch still running finishes first
             for step in self.steps:
-                step.close()
+                step.finish(self.shot)
         if self.gate is None:
             return {"grant_ids": []}
         grant_ids = self.gate.grant_ids_used()

@@ -19,13 +19,6 @@ APP_NAME = "vfx"
 STREAM_APP_NAME = "vfx-stream"  # its args are the vfx application's (a YAML alias in configs/serve.yaml)
 
 
-
-def worker_env() -> dict[str, str]:
-    """Environment of every Ray worker. MALLOC_ARENA_MAX: with glibc's default of one malloc arena per
-    thread, a replica that builds steps for stream after stream grows by ~25 MB a stream in freed but
-    unreturned memory; with two arenas it stays flat."""
-    return {"PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"}
-
 def read_serve_config(path: Path) -> dict[str, Any]:
     """The ``vfx`` application's args, the deployment options of both applications, and the http options."""
     if not path.is_file():
@@ -76,7 +69,7 @@ def serve_command(
     _stop_on_signals()
     try:
         ray.init(num_cpus=num_cpus or _machine_cpus(), include_dashboard=False,
-                 runtime_env={"env_vars": worker_env()})
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
         _stop_on_signals()  # again: ray.init installs its own SIGTERM handler, which aborts the process
         options, factor = fit_to_node(options, ray.cluster_resources(), str(config))
         if factor < 1.0:

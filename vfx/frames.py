@@ -121,8 +121,6 @@ class Step(ABC):
     2. ``__call__(batch, shot)`` for every batch, in frame order, in one thread per step.
     3. ``finish(shot)`` once after the last batch, also after a failure; it may return a report
        (what was done, per subject and operation) that the job record and the ledger keep.
-    4. ``close()`` once the step will not be used again (after its last shot), by whoever built it:
-       it releases what it holds outside Python's memory (mediapipe graphs, sessions).
 
     A step writes only its own entry of ``shot.steps``; what later steps need travels on the batch.
     ``audio_path``: the soundtrack the output must carry instead of the source's. ``model_hashes``:
@@ -140,7 +138,4 @@ class Step(ABC):
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch: ...
 
     def finish(self, shot: ShotState) -> dict[str, Any] | None:
-        return None
-
-    def close(self) -> None:
         return None

@@ -117,8 +117,6 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
         if gate is not None:
             gate.record_job("failed", {**job_record, "error": str(exc) or type(exc).__name__})
         raise
-    finally:
-        close_steps(steps)
     grant_ids = gate.grant_ids_used() if gate is not None else []
     ledger_head = gate.record_job("finished", {**job_record, "grant_ids": grant_ids}) if gate is not None else None
     provenance = None
@@ -130,12 +128,6 @@ def run_job(spec: JobSpec, progress: Callable[[int], None] | None = None,
         bad_frames=bad_frames, device=device, batch_size=batch_size, steps=[s.name for s in steps],
         backends=step_backends(steps), grant_ids=grant_ids, provenance=provenance, reports=result.reports,
     )
-
-
-def close_steps(steps: list[Step]) -> None:
-    """Release what the steps hold (their mediapipe graphs) once they will not run again."""
-    for step in steps:
-        step.close()
 
 
 def step_backends(steps: list[Step]) -> dict[str, str]:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -14,35 +15,33 @@ _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
 
 
-class PerThread(Generic[T]):
-    """One instance of a model per thread (mediapipe graphs are not thread-safe), all closed by ``close``.
+class Lender(Generic[T]):
+    """Instances of a model one thread may use at a time (mediapipe graphs), lent and taken back.
 
-    A mediapipe graph that is dropped without ``close()`` keeps its memory (about 120 MB for the
-    person models): a service that builds steps per stream or job must close them.
+    A process holds as many as ran at once, however many threads, steps, jobs and streams came and
+    went. Per-thread copies do not work here: a mediapipe graph dropped without ``close()`` keeps its
+    memory (about 120 MB for the person models), and pools, stage threads and streams come and go.
     """
 
     def __init__(self, make: Callable[[], T]):
         self.make = make
-        self._local = threading.local()
-        self._made: list[T] = []
+        self.free: list[T] = []
+        self.made = 0
         self._lock = threading.Lock()
 
-    def get(self) -> T:
-        value = getattr(self._local, "value", None)
-        if value is None:
-            value = self._local.value = self.make()
-            with self._lock:
-                self._made.append(value)
-        return value
-
-    def close(self) -> None:
+    @contextmanager
+    def lend(self) -> Iterator[T]:
         with self._lock:
-            made, self._made = self._made, []
-            self._local = threading.local()
-        for value in made:
-            close = getattr(value, "close", None)
-            if close is not None:
-                close()
+            item = self.free.pop() if self.free else None
+        if item is None:
+            item = self.make()
+            with self._lock:
+                self.made += 1
+        try:
+            yield item
+        finally:
+            with self._lock:
+                self.free.append(item)
 
 
 def cpu_workers() -> int:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.parallel import PerThread
+from vfx.parallel import Lender
 
 # Landmark index groups of the 478-point mesh (refine_landmarks=True).
 FACE_OVAL = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
@@ -81,22 +81,15 @@ class FaceDetector:
         self.workers = workers
         self.extra_sources = dict(extra_sources or {})
         self.builtin = builtin
-        self._per_thread = PerThread(_Graphs)
-
-    def _graphs(self) -> _Graphs:
-        return self._per_thread.get()
-
-    def close(self) -> None:
-        self._per_thread.close()
 
     def detect(self, image: np.ndarray) -> list[DetectedFace]:
         """Faces in one RGB uint8 frame, largest first."""
         if image.dtype != np.uint8 or image.ndim != 3:
             raise VfxError(f"face detection needs an RGB uint8 image, got {image.dtype} {image.shape}")
-        graphs = self._graphs()
         votes = self.boxes(image)
         if not votes and self.config.cnn_rescue and self.builtin:
-            votes = [(box, score, "dlib_cnn") for box, score in _scaled(image, self.config.cnn_side, graphs.dlib_cnn)]
+            with GRAPHS.lend() as graphs:
+                votes = [(box, score, "dlib_cnn") for box, score in _scaled(image, self.config.cnn_side, graphs.dlib_cnn)]
         faces = []
         for box, score, names in fuse_boxes(votes, self.config.fuse_iou)[: self.config.max_faces]:
             face = self.landmarks(image, box, score, names)
@@ -108,15 +101,15 @@ class FaceDetector:
 
     def boxes(self, image: np.ndarray) -> list[tuple[Box, float, str]]:
         """Every source's boxes in frame pixels, with a 0..1 score and the source's name."""
-        graphs = self._graphs()
-        sources: dict[str, BoxSource] = {}
-        if self.builtin:
-            sources = {"mediapipe_full": graphs.mediapipe_full, "mediapipe_short": graphs.mediapipe_short,
-                       "dlib_hog": lambda im: graphs.dlib_hog(im, self.config.hog_upsample)}
-        votes = []
-        for name, source in {**sources, **self.extra_sources}.items():
-            side = self.config.work_side if name in sources else 0
-            votes += [(box, score, name) for box, score in _scaled(image, side, source)]
+        with GRAPHS.lend() as graphs:
+            sources: dict[str, BoxSource] = {}
+            if self.builtin:
+                sources = {"mediapipe_full": graphs.mediapipe_full, "mediapipe_short": graphs.mediapipe_short,
+                           "dlib_hog": lambda im: graphs.dlib_hog(im, self.config.hog_upsample)}
+            votes = []
+            for name, source in {**sources, **self.extra_sources}.items():
+                side = self.config.work_side if name in sources else 0
+                votes += [(box, score, name) for box, score in _scaled(image, side, source)]
         return votes
 
     def detect_batch(self, frames: np.ndarray) -> list[list[DetectedFace]]:
@@ -149,7 +142,8 @@ class FaceDetector:
                               borderMode=cv2.BORDER_REPLICATE)
         if smooth:
             crop = cv2.GaussianBlur(crop, (0, 0), smooth)
-        found = self._graphs().mesh.process(crop).multi_face_landmarks
+        with GRAPHS.lend() as graphs:
+            found = graphs.mesh.process(crop).multi_face_landmarks
         if not found:
             return None
         pts = np.array([(p.x, p.y) for p in found[0].landmark], np.float32) * size
@@ -207,10 +201,6 @@ class _Graphs:
                                                     min_detection_confidence=0.3)
         self._hog = None
         self._cnn = None
-
-    def close(self) -> None:
-        for graph in (self.full, self.short, self.mesh):
-            graph.close()
 
     def mediapipe_full(self, image: np.ndarray) -> list[Scored]:
         return _mediapipe_boxes(self.full, image)
@@ -283,3 +273,6 @@ def fuse_boxes(votes: list[tuple[Box, float, str]], min_iou: float) -> list[tupl
         score = min(0.99, float(weights.max()) + 0.05 * (len(cluster) - 1))
         fused.append((box, score, tuple(sorted(v[2] for v in cluster))))
     return sorted(fused, key=lambda f: -f[1])
+
+
+GRAPHS = Lender(_Graphs)  # shared by every FaceDetector of the process (the graphs keep no state between frames)

@@ -151,11 +151,6 @@ class DetectFaces(Step):
         self.gate = gate
         self.operations = tuple(operations)
 
-    def close(self) -> None:
-        close = getattr(self.detector, "close", None)
-        if close is not None:
-            close()
-
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         state = self.state(shot)
         found = self.detector.detect_batch(batch.originals)

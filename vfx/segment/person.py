@@ -20,7 +20,7 @@ import numpy as np
 
 from vfx.frames import FrameBatch, ShotState, Step
 from vfx.matte import fill_holes, is_cut, smooth_probability, soft_edge, thumbnail_grey
-from vfx.parallel import PerThread
+from vfx.parallel import Lender
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,11 @@ def _pose():
     return mp.solutions.pose.Pose(static_image_mode=True, model_complexity=1, min_detection_confidence=0.5)
 
 
+# Shared by every PersonSegmenter of the process (the graphs keep no state between frames).
+SELFIE = {selection: Lender(lambda s=selection: _selfie(s)) for selection in (0, 1)}  # 0: close range, 1: whole scene
+POSE = Lender(_pose)
+
+
 class PersonSegmenter(Step):
     """Sets ``batch.matte`` to where confirmed people are, smoothed over time, soft at the edge."""
 
@@ -82,19 +87,6 @@ class PersonSegmenter(Step):
         self.recheck_frames = recheck_frames
         self.max_pose_checks = max_pose_checks  # per frame: bounds the cost when many new blobs appear
         self.min_area_px = min_area_px
-        self._models = [PerThread(lambda s=s: _selfie(s)) for s in (0, 1)]  # mediapipe graphs: one per thread
-        self._poses = PerThread(_pose)
-
-    # -- models ---------------------------------------------------------------------------
-    def _model(self, selection: int):
-        return self._models[selection].get()
-
-    def _pose(self):
-        return self._poses.get()
-
-    def close(self) -> None:
-        for graphs in (*self._models, self._poses):
-            graphs.close()
 
     # -- per batch ------------------------------------------------------------------------
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
@@ -132,7 +124,8 @@ class PersonSegmenter(Step):
         256 px tile at native resolution.
         """
         state = state if state is not None else PersonState()
-        probability = self._model(1).process(frame).segmentation_mask.astype(np.float32)
+        with SELFIE[1].lend() as model:
+            probability = model.process(frame).segmentation_mask.astype(np.float32)
         state.model_calls += 1
         h, w = probability.shape
         if self.tile_px <= 0:
@@ -140,7 +133,8 @@ class PersonSegmenter(Step):
         for x, y, side in self._tiles(state, grey, h, w):
             crop = np.ascontiguousarray(frame[y:y + side, x:x + side])
             region = probability[y:y + side, x:x + side]
-            np.maximum(region, self._model(0).process(crop).segmentation_mask, out=region)
+            with SELFIE[0].lend() as model:
+                np.maximum(region, model.process(crop).segmentation_mask, out=region)
             state.model_calls += 1
         return probability
 
@@ -234,7 +228,8 @@ class PersonSegmenter(Step):
             return False
         crop = np.ascontiguousarray(cv2.resize(crop, (256, 256), interpolation=cv2.INTER_CUBIC))
         state.pose_calls += 1
-        return self._pose().process(crop).pose_landmarks is not None
+        with POSE.lend() as pose:
+            return pose.process(crop).pose_landmarks is not None
 
 
 def _motion_boxes(grey: np.ndarray, previous: np.ndarray, scale: int, threshold: int = 14) -> list[Box]:

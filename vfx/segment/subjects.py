@@ -41,7 +41,3 @@ class SubjectSet(Step):
         for step in self.steps.values():
             step.finish(shot)
         return None
-
-    def close(self) -> None:
-        for step in self.steps.values():
-            step.close()
