@@ -24,8 +24,9 @@ import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.face.detect import (FACE_OVAL, FOREHEAD, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP,
+from vfx.face.detect import (FACE_OVAL, FOREHEAD, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT,
                              RIGHT_BROW, RIGHT_EYE, face_scale)
+from vfx.face.hair import darken_grey_hair
 from vfx.face.report import edit_granted_faces, finish_report
 from vfx.face.reshape import reshape_face
 from vfx.frames import Face, FrameBatch, ShotState, Step
@@ -123,7 +124,7 @@ class ClassicRejuvenator:
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, strength: float) -> None:
         lm = reshape_face(image, landmarks, strength)
         s = face_scale(lm)
-        x0, y0, x1, y1 = _crop_box(lm, image.shape, pad=0.6 * s)
+        x0, y0, x1, y1 = _crop_box(lm, image.shape, pad=(1.5 if self.hair else 0.6) * s)  # hair: the scalp too
         crop = image[y0:y1, x0:x1].astype(np.float32)
         lm = lm - (x0, y0)
         skin = skin_mask(crop.shape[:2], lm)
@@ -158,46 +159,6 @@ class ClassicRejuvenator:
         line = np.minimum(cv2.GaussianBlur(fine.mean(-1), (0, 0), 2 * fine_sigma), 0.0)
         fine = fine - (self.line_cut * zones * strength * line)[..., None]
         return coarse + middle + fine * (1 + self.grain_gain * area)
-
-
-def darken_grey_hair(crop: np.ndarray, lm: np.ndarray, skin: np.ndarray, strength: float) -> np.ndarray:
-    """Grey and white hair around the face (brows, hairline, temples, beard) towards a dark brown.
-
-    Grey hair is what is brighter than the skin and has little colour; in black-and-white footage
-    colour says nothing, so there only brightness counts. The skin itself is left to the retouch.
-    """
-    s = face_scale(lm)
-    h, w = crop.shape[:2]
-    region = np.zeros((h, w), np.float32)
-    oval = lm[FACE_OVAL]
-    centre = lm[NOSE_TIP]
-    ex = lm[263] - lm[33]
-    ex = ex / max(float(np.linalg.norm(ex)), 1e-3)
-    up = np.array([ex[1], -ex[0]], np.float32)  # towards the top of the head
-    grow = 1.2 + 0.5 * np.clip((oval - centre) @ up / max(float(np.linalg.norm(oval[0] - centre)), 1.0), 0, 1)
-    _poly(region, centre + (oval - centre) * grow[:, None])  # face, hairline, temples and beard
-    for brow in (LEFT_BROW, RIGHT_BROW):
-        _poly(region, lm[brow])
-    region = _feather(region, 0.08 * s)
-    hsv = cv2.cvtColor(np.clip(crop, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
-    sat, val = hsv[..., 1] / 255.0, hsv[..., 2]
-    core = skin > 0.5
-    skin_val = float(np.median(val[core])) if core.any() else 128.0
-    skin_sat = float(np.median(sat[core])) if core.any() else 0.0
-    bright = np.clip((val - skin_val * 0.95) / 40.0, 0, 1)
-    colourless = np.clip((0.75 * skin_sat - sat) / (0.25 * skin_sat), 0, 1) if skin_sat > 0.1 else np.ones_like(sat)
-    brow_zone = np.zeros((h, w), np.float32)
-    for brow in (LEFT_BROW, RIGHT_BROW):
-        _poly(brow_zone, lm[brow])
-    brow_zone = cv2.dilate(brow_zone, _disk(0.05 * s))
-    grey = bright * colourless * region * np.clip(1.0 - skin + brow_zone, 0, 1)
-    grey = cv2.GaussianBlur(grey, (0, 0), max(1.0, 0.03 * s))
-    brown = np.array([0.55, 0.42, 0.32], np.float32)  # young brown hair's colour relative to its brightness
-    # Keep the hair's own light and shade (strands, highlights): scale its brightness down, then tint.
-    luma = crop.mean(-1, keepdims=True)
-    shaded = luma * 0.45 * (brown / brown.mean()) if skin_sat > 0.1 else crop * 0.45
-    a = (0.8 * strength * grey)[..., None]
-    return crop * (1 - a) + shaded * a
 
 
 def _crop_box(lm: np.ndarray, shape, pad: float) -> tuple[int, int, int, int]:
