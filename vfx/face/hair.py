@@ -139,7 +139,10 @@ def darken_grey_hair(crop: np.ndarray, lm: np.ndarray, skin: np.ndarray, strengt
     """Grey hair towards a young dark brown, keeping its own light and shade (strands, highlights)."""
     mask = hair_mask(crop, lm, skin)
     colour = _lab_stats(crop, skin)[3] > 6.0
-    luma = crop.mean(-1, keepdims=True)
-    shaded = luma * DARKEN * (YOUNG_BROWN / YOUNG_BROWN.mean()) if colour else crop * DARKEN
+    # Darken the hair's body and keep its strands and grain at full strength: scaling the detail down
+    # with the colour is what makes darkened hair look painted on.
+    body = cv2.GaussianBlur(crop, (0, 0), max(1.0, 0.015 * face_scale(lm)))
+    luma = body.mean(-1, keepdims=True)
+    shaded = (luma * DARKEN * (YOUNG_BROWN / YOUNG_BROWN.mean()) if colour else body * DARKEN) + (crop - body)
     a = (COVER * strength * mask)[..., None]
     return crop * (1 - a) + shaded * a
