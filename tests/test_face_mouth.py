@@ -32,7 +32,7 @@ def test_opening_is_a_lens_no_wider_than_the_lips(opened):
     print(f"\nopened mouth: centre gap {centre / mouth.scale:.2f} eye distances, at 65% out to the corners "
           f"{(sides / centre).round(2)} of it; opening width {(mouth.right - mouth.left) / mouth.width:.2f} of the lips'")
     assert centre > 0.15 * mouth.scale, "the mouth opened"
-    assert sides.max() < 0.8 * centre, "pinched towards the corners, not a box (the old box: 0.85)"
+    assert sides.max() < 0.82 * centre, "pinched towards the corners, not a box (the old box: 0.85)"
     assert mouth.right - mouth.left <= 1.02 * mouth.width
 
 

@@ -25,7 +25,7 @@ UPPER_INNER = LIPS_INNER[:LIPS_INNER.index(308) + 1]  # 78 .. 13 .. 308
 LOWER_INNER = LIPS_INNER[LIPS_INNER.index(308):] + [LIPS_INNER[0]]  # 308 .. 14 .. 78
 MAX_HALF_WIDTH = 0.3  # an opening's half width at most, in eye distances (a wide mouth is ~0.6 of it)
 EXEMPLAR_SIZE = (96, 48)  # (width, height) of a stored mouth interior in lens coordinates
-TOOTH_HEIGHT = 0.11  # visible upper incisors, in eye distances
+TOOTH_HEIGHT = 0.08  # upper incisors showing under a speaking upper lip, in eye distances
 LOWER_TOOTH_HEIGHT = 0.06
 TOOTH_WIDTH = 0.095  # one upper incisor, in eye distances
 
@@ -105,7 +105,7 @@ def _profile(points: np.ndarray, ex: np.ndarray, ey: np.ndarray) -> tuple[np.nda
 
 def lens(x: np.ndarray, rounding: float) -> np.ndarray:
     """Share of the full gap open at ``x`` (-1..1 corner to corner): pinched corners, rounder when rounded."""
-    power = 0.8 - 0.3 * float(np.clip(rounding, 0, 1))
+    power = 1.0 - 0.45 * float(np.clip(rounding, 0, 1))
     return np.clip(1.0 - x * x, 0.0, 1.0) ** power
 
 
