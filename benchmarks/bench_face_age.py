@@ -167,7 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--hair", action="store_true", help="also darken grey hair (--rejuvenate-hair)")
-    parser.add_argument("--frames", type=int, default=3, help="frames per clip")
+    parser.add_argument("--frames", type=int, default=5, help="frames per clip (the estimator is noisy: more faces, a steadier mean)")
     args = parser.parse_args()
     summary = run(args.strength, args.hair, args.frames)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)

@@ -80,6 +80,13 @@ def main() -> None:
         face = [f for f in faces[i] if "detect" not in f.refused_ops][0]
         sheet.append((face_crop(frames[i], face.box, 0.2), face_crop(out[i], face.box, 0.2), f"t={times[i]:.2f}s: source | dub"))
     path = contact_sheet(sheet, ROOT / "docs" / "face" / "lipsync_widest.jpg", tile=300)
+    closeups = []
+    for i in sorted(widest):
+        face = [f for f in faces[i] if "detect" not in f.refused_ops][0]
+        x, y, w, h = face.box
+        mouth_box = (x + 0.1 * w, y + 0.45 * h, 0.8 * w, 0.6 * h)  # nose to chin
+        closeups.append((face_crop(frames[i], mouth_box, 0.0), face_crop(out[i], mouth_box, 0.0), f"t={times[i]:.2f}s"))
+    contact_sheet(closeups, ROOT / "docs" / "face" / "lipsync_closeup.jpg", tile=240)
     result = {"frames": len(frames), "measured": int(ok.sum()), "r_opening_loudness": r, "picture": str(path.relative_to(ROOT))}
     (ROOT / "benchmarks" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "benchmarks" / "results" / "face_lipsync.json").write_text(json.dumps(result, indent=1))

@@ -1,12 +1,14 @@
 """Consent-gated lip-sync: re-shape a granted face's mouth to follow a new audio track.
 
 ``classic`` (embedded default, CPU): pocketsphinx phones from the new audio are mapped to
-visemes (how open, how rounded); combined with the loudness envelope they give a mouth target
-per video frame. A smooth displacement field anchored on the lip landmarks moves the lower lip
-and jaw (open/close) and narrows the mouth (rounding); where the mouth opens wider than in the
-source, the new gap between the lips is shaded as the mouth cavity. Only the granted face's
-lower face moves; every other face stays pixel-identical. The output must carry the new audio:
-the writer takes ``LipSync.audio_path``.
+visemes (how open, how rounded), blended over +-60 ms; with the loudness envelope they give a
+mouth target per video frame. The opening is a lens between the inner lip lines (``vfx.face.mouth``):
+pinched at the corners, no wider than the lips. Each column across the mouth is moved along the
+face's vertical axis: the upper lip rises a little, the lower lip is carried down (its texture
+kept) and the jaw and chin drop with it; rounding narrows the lips. The new gap shows the actor's
+own mouth interior (learnt from a frame where the mouth was open) or a rendered one lit like the
+face. Only the granted face's lower face moves; every other face stays pixel-identical. The output
+must carry the new audio: the writer takes ``LipSync.audio_path``.
 
 ``onnx``: a Wav2Lip-style model (mouth crop + mel window); see ``vfx.face.onnx_backends``.
 """
@@ -21,8 +23,9 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.face.audio import RATE, Phone, load_audio, loudness, phonemes
-from vfx.face.detect import (CHIN, LIPS_INNER, LOWER_LIP_INNER, MOUTH_LEFT, MOUTH_RIGHT, UPPER_LIP_INNER,
-                             face_scale)
+from vfx.face.detect import LOWER_LIP_INNER, UPPER_LIP_INNER
+from vfx.face.mouth import MAX_HALF_WIDTH, MouthFrame, lens, render_interior
+from vfx.face.mouth import learn_interior as _learn_interior
 from vfx.face.report import edit_granted_faces, finish_report
 from vfx.frames import Face, FrameBatch, ShotState, Step
 
@@ -41,10 +44,11 @@ VISEMES: dict[str, tuple[float, float]] = {
 }
 MAX_OPEN = 0.55  # lip gap of a wide-open mouth, as a share of the mouth width
 MAX_ROUND = 0.22  # how much a fully rounded mouth narrows
-LOWER_INNER = np.arange(len(LIPS_INNER)) > LIPS_INNER.index(308)  # 324 .. 95: the lower inner lip line
+UPPER_SHARE = 0.3  # of a new opening, the upper lip's rise; the lower lip and jaw drop the rest
+LIP_RIM = 0.015  # width of the shaded inner edge of the lips, in eye distances
+UPPER_FADE = 0.35  # the upper lip's rise fades out over this far above it, in eye distances
 BLEND_S = 0.06  # seconds either side over which visemes blend
 OPEN_EXEMPLAR = 0.22  # a source lip gap (share of mouth width) wide enough to learn the actor's mouth from
-EXEMPLAR_SIZE = (96, 48)  # (width, height) of a stored mouth interior
 
 
 @dataclass
@@ -88,132 +92,107 @@ def _smoothstep(x: np.ndarray) -> np.ndarray:
 
 
 class ClassicMouthWarp:
-    """Moves the lower lip and jaw along the face's vertical axis and narrows the lips, in place."""
+    """Opens the mouth to a lens between the inner lips, in place: the upper lip rises a little, the
+    lower lip and the jaw drop, the lips narrow when rounded; the gap shows a mouth interior.
+
+    Every column across the mouth is moved along the face's vertical axis only, monotonically, so
+    the lips are carried (their texture kept), never smeared, and the mapping never folds.
+    """
 
     def __call__(self, image: np.ndarray, lm: np.ndarray, time: float, opening: float, rounding: float,
                  interior: np.ndarray | None = None) -> None:
-        s = face_scale(lm)
-        eye_axis = lm[263] - lm[33]
-        ex = eye_axis / max(np.linalg.norm(eye_axis), 1e-3)
-        ey = np.array([-ex[1], ex[0]], np.float32)  # points down the face
-        if np.dot(lm[CHIN] - lm[UPPER_LIP_INNER], ey) < 0:
-            ey = -ey
-        centre = (lm[UPPER_LIP_INNER] + lm[LOWER_LIP_INNER]) / 2
-        width = float(np.linalg.norm(lm[MOUTH_RIGHT] - lm[MOUTH_LEFT]))
-        v_up = float(np.dot(lm[UPPER_LIP_INNER] - centre, ey))
-        v_lo = float(np.dot(lm[LOWER_LIP_INNER] - centre, ey))
-        v_chin = float(np.dot(lm[CHIN] - centre, ey))
-        gap0 = max(v_lo - v_up, 0.0)
-        gap1 = opening * MAX_OPEN * width
-        delta = gap1 - gap0
+        mouth = MouthFrame.of(lm)
+        s, width = mouth.scale, min(mouth.width, 2.2 * MAX_HALF_WIDTH * mouth.scale)
+        gap1 = float(np.clip(opening, 0, 1)) * MAX_OPEN * width
+        squeeze = float(np.clip(rounding, 0, 1)) * MAX_ROUND
+        extra = gap1 - float(mouth.gap(np.float32([mouth.middle]))[0])  # at the middle; < 0 closes
+        jaw = (1 - UPPER_SHARE) * extra
         fade = 0.45 * s
-        x0, y0, x1, y1 = _box(centre, max(1.3 * s, v_chin + fade + abs(delta)) + 4, image.shape)
+        reach = max(1.3 * s, mouth.chin_v + fade + abs(jaw)) + 4
+        x0, y0, x1, y1 = _box(mouth.centre, reach, image.shape)
         if x1 <= x0 or y1 <= y0:
             return
         ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-        px, py = xs - centre[0], ys - centre[1]
-        u = px * ex[0] + py * ex[1]
-        v = px * ey[0] + py * ey[1]
+        u, v = mouth.uv(xs, ys)
 
-        # Vertical share of the jaw motion: 0 above the upper lip, 1 from the (moved) lower lip
-        # to the chin, fading out below the chin. Monotone, so the mapping never folds.
-        ramp_end = v_up + max(gap1, 1.0)
-        wv = np.where(v <= ramp_end, np.clip((v - v_up) / max(ramp_end - v_up, 1e-3), 0, 1),
-                      1.0 - _smoothstep((v - (v_chin + max(delta, 0.0))) / fade))
-        wu = 1.0 - _smoothstep((np.abs(u) - 0.6 * width) / (0.9 * s))
-        dv = delta * wv * wu
-        squeeze = rounding * MAX_ROUND
-        wr = np.exp(-(u / (0.9 * width)) ** 2 - (v / (0.7 * width)) ** 2)
-        du = u * (squeeze / (1.0 - squeeze)) * wr  # sample farther out -> mouth looks narrower
+        # Rounding: sample farther out near the mouth, so the lips look narrower.
+        wr = np.exp(-((u - mouth.middle) / (0.9 * width)) ** 2 - (v / (0.7 * width)) ** 2)
+        su = u + (u - mouth.middle) * (squeeze / (1.0 - squeeze)) * wr
 
-        src_u, src_v = u + du, v - dv
-        map_x = centre[0] + src_u * ex[0] + src_v * ey[0]
-        map_y = centre[1] + src_u * ex[1] + src_v * ey[1]
-        region = image[y0:y1, x0:x1]
+        x = mouth.across(su)
+        top0, bottom0 = mouth.upper(su), mouth.lower(su)
+        gap0 = mouth.gap(su)
+        target = gap1 * lens(x, rounding) * ((su > mouth.left) & (su < mouth.right))
+        more = target - gap0
+        rise, drop = UPPER_SHARE * more, (1 - UPPER_SHARE) * more
+        top1, bottom1 = top0 - rise, bottom0 + drop
+        jaw_here = jaw * (1.0 - _smoothstep((np.abs(u - mouth.middle) - 0.6 * width) / (0.9 * s)))
+
+        sv = v.copy()
+        above = v <= top1  # upper lip and above: carried up, fading out towards the nose
+        sv[above] = (v + rise * (1.0 - _smoothstep((top1 - v) / UPPER_FADE / s)))[above]
+        between = (v > top1) & (v < bottom1)
+        t = (v - top1) / np.maximum(bottom1 - top1, 1e-3)
+        sv[between] = (top0 + t * (bottom0 - top0))[between]
+        # Lower lip to chin: from the lip's own drop to the jaw's, then fading out under the chin.
+        chin1 = mouth.chin_v + jaw_here
+        ramp = np.maximum(chin1 - bottom1, 2.0 * np.abs(jaw_here - drop) + 1.0)
+        below_drop = drop + (jaw_here - drop) * _smoothstep((v - bottom1) / ramp)
+        under = jaw_here * (1.0 - _smoothstep((v - chin1) / fade))
+        lower_part = v >= bottom1
+        sv[lower_part] = (v - np.where(v <= chin1, below_drop, under))[lower_part]
+
+        map_x, map_y = mouth.xy(su, sv)
         warped = cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        if gap1 > gap0 + 1.0:
-            alpha = min(1.0, 1.6 * (1.0 - gap0 / gap1))
-            warped = self._cavity(warped, lm, centre, ex, ey, v_up, v_lo, delta, squeeze, (x0, y0), alpha, interior, s)
-        moved = (np.abs(dv) + np.abs(du)) > 0.02
+        opened = np.clip(np.minimum(v - top1, bottom1 - v) + 0.5, 0, 1) * (target > 0.5)
+        if gap1 > 1.0 and opened.any():
+            share = float(np.clip(1.6 * extra / gap1, 0, 1))  # a source mouth already this open shows its own
+            skin, grain = _skin_light(image[y0:y1, x0:x1], mouth, u, v)
+            fill = self._interior(skin, mouth, x, v - top1, bottom1 - v, interior)
+            # The footage's own grain over the new interior, fresh each frame like the film's.
+            noise = np.random.default_rng(int(round(time * 1000)) & 0xFFFFFFFF).normal(0.0, grain, v.shape)
+            fill = fill + noise[..., None].astype(np.float32)
+            a = (share * opened)[..., None]
+            # The lips curl into the mouth: their inner edge falls into shade along the new opening.
+            outside = np.maximum(np.maximum(top1 - v, v - bottom1), 0.0)
+            rim = share * np.exp(-outside / (LIP_RIM * s)) * (target > 0.5) * (1 - opened)
+            warped = warped * (1 - 0.3 * rim[..., None])
+            warped = warped * (1 - a) + fill * a
+        else:
+            opened = np.zeros_like(v)
+        moved = (np.abs(sv - v) + np.abs(su - u) > 0.02) | (opened > 0)
+        region = image[y0:y1, x0:x1]
         region[moved] = np.clip(np.round(warped[moved]), 0, 255).astype(np.uint8)
 
     @staticmethod
-    def _cavity(warped, lm, centre, ex, ey, v_up, v_lo, delta, squeeze, origin, alpha, interior, s) -> np.ndarray:
-        """Fill the new opening between the lips with a mouth interior: the actor's own (``interior``,
-        learnt from a frame where the mouth was open) or one rendered in the face's light."""
-        inner = lm[LIPS_INNER] - centre
-        u = inner @ ex
-        v = inner @ ey
-        # The lower inner lip moves down with the jaw; told apart by index, since on a closed mouth
-        # the upper and lower inner lip lines lie on top of each other.
-        v = np.where(LOWER_INNER, v + delta, v)
-        u = u * (1.0 - squeeze)
-        pts = centre + np.outer(u, ex) + np.outer(v, ey) - origin
-        mask = np.zeros(warped.shape[:2], np.float32)
-        cv2.fillPoly(mask, [np.round(pts).astype(np.int32)], 1.0, lineType=cv2.LINE_AA)
-        mask = cv2.GaussianBlur(mask, (0, 0), max(0.8, 0.012 * s))
-        # The interior lives in mouth coordinates (across, down), mapped onto the opening's extent.
-        span_u = max(float(u.max() - u.min()), 2.0)
-        span_v = max(float(v.max() - v.min()), 2.0)
-        ys, xs = np.mgrid[0:warped.shape[0], 0:warped.shape[1]].astype(np.float32)
-        px, py = xs + origin[0] - centre[0], ys + origin[1] - centre[1]
-        nu = ((px * ex[0] + py * ex[1]) - u.min()) / span_u  # 0..1 left to right
-        nv = ((px * ey[0] + py * ey[1]) - v.min()) / span_v  # 0..1 top to bottom
+    def _interior(skin: np.ndarray, mouth: MouthFrame, x: np.ndarray, from_top: np.ndarray,
+                  from_bottom: np.ndarray, interior: np.ndarray | None) -> np.ndarray:
+        """The actor's own interior (learnt from an open frame, in lens coordinates) or one rendered
+        in the light of the skin around the mouth."""
         if interior is None:
-            interior = render_interior(_skin_colour(warped, pts, s))
+            return render_interior(skin, x, from_top, from_bottom, mouth.scale, mouth.half_width)
         h, w = interior.shape[:2]
-        fill = cv2.remap(interior, np.clip(nu, 0, 1) * (w - 1), np.clip(nv, 0, 1) * (h - 1), cv2.INTER_LINEAR)
-        a = (alpha * np.clip(mask, 0, 1))[..., None]
-        return warped * (1 - a) + fill * a
+        nu = np.clip((x + 1) / 2, 0, 1) * (w - 1)
+        nv = np.clip(from_top / np.maximum(from_top + from_bottom, 1e-3), 0, 1) * (h - 1)
+        return cv2.remap(interior, nu.astype(np.float32), nv.astype(np.float32), cv2.INTER_LINEAR)
 
 
-def _skin_colour(image: np.ndarray, mouth: np.ndarray, s: float) -> np.ndarray:
-    """Mean colour of the skin just around the mouth: the light the interior must match."""
-    x0, y0 = np.maximum(mouth.min(0) - 0.3 * s, 0).astype(int)
-    x1, y1 = (mouth.max(0) + 0.3 * s).astype(int)
-    patch = image[y0:y1, x0:x1].reshape(-1, 3)
-    return np.median(patch, axis=0).astype(np.float32) if len(patch) else np.array([180.0, 140.0, 120.0], np.float32)
-
-
-def render_interior(skin: np.ndarray, size: tuple[int, int] = EXEMPLAR_SIZE) -> np.ndarray:
-    """An open mouth seen from the front, lit like ``skin``: dark cavity, upper teeth, tongue."""
-    w, h = size
-    nu, nv = np.meshgrid(np.linspace(-1, 1, w, dtype=np.float32), np.linspace(0, 1, h, dtype=np.float32))
-    light = float(skin.mean()) / 255.0
-    cavity = skin * np.array([0.22, 0.10, 0.10], np.float32)
-    depth = 0.55 + 0.45 * np.clip(np.abs(nu) ** 1.5 + np.abs(nv - 0.5), 0, 1)  # darkest at the back, centre
-    out = cavity * depth[..., None]
-    teeth = np.clip((0.3 - nv) / 0.06, 0, 1) * np.clip((0.8 - np.abs(nu)) / 0.15, 0, 1)
-    gaps = 1.0 - 0.18 * np.exp(-((np.abs(nu) * 4.0) % 1.0 - 0.5) ** 2 / 0.002)  # where one tooth meets the next
-    tooth = np.array([236.0, 228.0, 212.0], np.float32) * (0.45 + 0.5 * light) * (1 - 0.35 * np.abs(nu) ** 2)[..., None]
-    out = out * (1 - teeth[..., None]) + tooth * (teeth * gaps)[..., None]
-    tongue = np.clip(1.0 - ((nu / 0.7) ** 2 + ((nv - 1.0) / 0.4) ** 2), 0, 1) ** 0.5
-    tongue_colour = skin * np.array([0.75, 0.38, 0.40], np.float32) * (0.7 + 0.3 * (1 - nv))[..., None]
-    out = out * (1 - tongue[..., None]) + tongue_colour * tongue[..., None]
-    return cv2.GaussianBlur(out, (0, 0), 0.8).astype(np.float32)
+def _skin_light(region: np.ndarray, mouth: MouthFrame, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, float]:
+    """The skin between the lower lip and the chin: its median colour (the light the interior must
+    match) and its grain (the noise a new interior must carry not to look painted on)."""
+    s = mouth.scale
+    band = (np.abs(u - mouth.middle) < 1.3 * mouth.half_width) & (v > 0.22 * s) & (v < 0.4 * s)
+    if band.sum() < 10:
+        band = np.ones(v.shape, bool)
+    grey = region.astype(np.float32).mean(-1)
+    fine = grey - cv2.GaussianBlur(grey, (0, 0), 1.0)
+    grain = 1.4826 * float(np.median(np.abs(fine[band])))  # robust std, creases count little
+    return np.median(region[band].reshape(-1, 3), axis=0).astype(np.float32), grain
 
 
 def learn_interior(image: np.ndarray, lm: np.ndarray) -> np.ndarray | None:
-    """The actor's own mouth interior from a source frame where the mouth is open, in mouth coordinates."""
-    width = float(np.linalg.norm(lm[MOUTH_RIGHT] - lm[MOUTH_LEFT]))
-    gap = float(np.linalg.norm(lm[LOWER_LIP_INNER] - lm[UPPER_LIP_INNER]))
-    if width < 8 or gap < OPEN_EXEMPLAR * width:
-        return None
-    ex = lm[263] - lm[33]
-    ex = ex / max(float(np.linalg.norm(ex)), 1e-3)
-    ey = np.array([-ex[1], ex[0]], np.float32)
-    if np.dot(lm[CHIN] - lm[UPPER_LIP_INNER], ey) < 0:
-        ey = -ey
-    inner = lm[LIPS_INNER]
-    u, v = inner @ ex, inner @ ey
-    w, h = EXEMPLAR_SIZE
-    nu, nv = np.meshgrid(np.linspace(0, 1, w, dtype=np.float32), np.linspace(0, 1, h, dtype=np.float32))
-    # Sample a little inside the inner lip line so no lip colour comes along.
-    uu = u.min() + (0.08 + 0.84 * nu) * (u.max() - u.min())
-    vv = v.min() + (0.12 + 0.76 * nv) * (v.max() - v.min())
-    map_x = uu * ex[0] + vv * ey[0]
-    map_y = uu * ex[1] + vv * ey[1]
-    return cv2.remap(image.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    """The actor's own mouth interior from a source frame where the mouth is open, in lens coordinates."""
+    return _learn_interior(image, lm, OPEN_EXEMPLAR)
 
 
 def _box(centre: np.ndarray, radius: float, shape) -> tuple[int, int, int, int]:

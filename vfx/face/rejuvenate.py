@@ -24,8 +24,9 @@ import cv2
 import numpy as np
 
 from vfx.errors import VfxError
-from vfx.face.detect import (FACE_OVAL, FOREHEAD, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT, NOSE_TIP,
+from vfx.face.detect import (FACE_OVAL, FOREHEAD, LEFT_BROW, LEFT_EYE, LIPS_OUTER, MOUTH_LEFT, MOUTH_RIGHT,
                              RIGHT_BROW, RIGHT_EYE, face_scale)
+from vfx.face.hair import darken_grey_hair
 from vfx.face.report import edit_granted_faces, finish_report
 from vfx.face.reshape import reshape_face
 from vfx.frames import Face, FrameBatch, ShotState, Step
@@ -34,6 +35,7 @@ OPERATION = "rejuvenate"
 RIGHT_LOWER_LID = [33, 7, 163, 144, 145, 153, 154, 155, 133]
 LEFT_LOWER_LID = [263, 249, 390, 373, 374, 380, 381, 382, 362]
 NOSE_WINGS = (98, 327)  # right, left alar creases: where the nasolabial folds start
+NOSE = [168, 6, 197, 195, 5, 4, 1, 19, 94, 2, 98, 327, 48, 278, 64, 294, 129, 358]  # bridge, tip, wings
 
 
 class FaceEditor(Protocol):
@@ -67,13 +69,17 @@ def wrinkle_zones(shape: tuple[int, int], lm: np.ndarray) -> np.ndarray:
     for lid in (RIGHT_LOWER_LID, LEFT_LOWER_LID):
         lower = lm[lid]
         _poly(zones, np.concatenate([lower + (0, 0.06 * s), lower + (0, 0.32 * s)]))
-    width = max(2, int(0.16 * s))
+    # Nasolabial and marionette folds: a broad, soft band, so a fold's whole shadow is lifted and no
+    # light stripe is left along a band's edge where the fold runs wider than the line drawn for it.
+    folds = np.zeros(shape, np.float32)
+    width = max(2, int(0.26 * s))
     for wing, corner, jaw in ((NOSE_WINGS[0], MOUTH_LEFT, 172), (NOSE_WINGS[1], MOUTH_RIGHT, 397)):
         # 61/291 are the mouth corners on the image's left/right, matching the right/left nose wing.
         a, b = lm[wing], lm[corner]
-        outward = np.sign(b[0] - lm[1, 0]) * 0.08 * s
+        outward = np.sign(b[0] - lm[1, 0]) * 0.1 * s
         path = np.stack([a, (a + b) / 2 + (outward, 0), b + (outward, 0.05 * s), b + (lm[jaw] - b) * 0.45])
-        cv2.polylines(zones, [np.round(path).astype(np.int32)], False, 1.0, width, cv2.LINE_AA)
+        cv2.polylines(folds, [np.round(path).astype(np.int32)], False, 1.0, width, cv2.LINE_AA)
+    zones = np.maximum(zones, _feather(folds, 0.08 * s))
     for corner, side in ((33, -1.0), (263, 1.0)):  # crow's feet fan out from the outer eye corners
         centre = lm[corner] + (side * 0.22 * s, 0.02 * s)
         cv2.ellipse(zones, (int(centre[0]), int(centre[1])), (int(0.2 * s), int(0.26 * s)), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
@@ -103,11 +109,13 @@ class ClassicRejuvenator:
     """Reshape, then band-split skin retouch (and optional hair darkening) in a crop around the face."""
 
     crease_cut = 0.9  # share of the middle band's dark creases removed from all skin at strength 1
-    bump_cut = 0.55  # share of its highlights removed
+    bump_cut = 0.8  # share of its highlights removed (lines' raised rims, bags' edges)
+    nose_keep = 0.4  # the nose's shading is its form, not wrinkles: its middle band is cut this much less
     zone_cut = 0.1  # extra crease removal in the wrinkle zones
     colour_cut = 0.7  # share of the middle band's colour (age spots, broken veins) removed
     shadow_lift = 1.0  # age shadows (bags, folds) lifted towards the surrounding skin tone
     tone_even = 0.4  # pull of the whole skin's tone towards its smooth average
+    line_cut = 1.0  # share of a crease's thin dark line (fine band) removed in the wrinkle zones
     grain_gain = 0.15  # the fine band is lifted a touch: retouched skin tends to read soft
 
     def __init__(self, hair: bool = False):
@@ -116,17 +124,21 @@ class ClassicRejuvenator:
     def __call__(self, image: np.ndarray, landmarks: np.ndarray, strength: float) -> None:
         lm = reshape_face(image, landmarks, strength)
         s = face_scale(lm)
-        x0, y0, x1, y1 = _crop_box(lm, image.shape, pad=0.6 * s)
+        x0, y0, x1, y1 = _crop_box(lm, image.shape, pad=(1.5 if self.hair else 0.6) * s)  # hair: the scalp too
         crop = image[y0:y1, x0:x1].astype(np.float32)
         lm = lm - (x0, y0)
         skin = skin_mask(crop.shape[:2], lm)
         zones = wrinkle_zones(crop.shape[:2], lm) * skin
-        edited = self._retouch(crop, skin, zones, s, strength)
+        nose = np.zeros(crop.shape[:2], np.float32)
+        _poly(nose, lm[NOSE])
+        nose = _feather(nose, 0.06 * s)
+        edited = self._retouch(crop, skin, zones, s, strength, nose)
         if self.hair:
             edited = darken_grey_hair(edited, lm, skin, strength)
         image[y0:y1, x0:x1] = np.clip(np.round(edited), 0, 255).astype(np.uint8)
 
-    def _retouch(self, crop: np.ndarray, skin: np.ndarray, zones: np.ndarray, s: float, strength: float) -> np.ndarray:
+    def _retouch(self, crop: np.ndarray, skin: np.ndarray, zones: np.ndarray, s: float, strength: float,
+                 nose: np.ndarray) -> np.ndarray:
         fine_sigma = max(0.7, 0.012 * s)
         smooth = cv2.GaussianBlur(crop, (0, 0), fine_sigma)
         fine = crop - smooth
@@ -136,52 +148,17 @@ class ClassicRejuvenator:
         colour = middle - luma
         crease = np.where(luma < 0, self.crease_cut + self.zone_cut * zones[..., None], self.bump_cut)
         area = (skin * strength)[..., None]
-        middle = luma * (1 - np.clip(crease, 0, 1) * area) + colour * (1 - self.colour_cut * area)
+        form = area * (1 - self.nose_keep * nose)[..., None]
+        middle = luma * (1 - np.clip(crease, 0, 1) * form) + colour * (1 - self.colour_cut * area)
 
         tone = _masked_blur(coarse, np.maximum(skin, 1e-3), 0.3 * s)
         lift = np.maximum(tone - coarse, 0.0) * (self.shadow_lift * zones * strength)[..., None]
         coarse = coarse + (tone - coarse) * (self.tone_even * area) + lift
+        # A deep crease keeps a thin dark line in the fine band once its shadow is gone; grain averages
+        # out under a small blur, a line does not, so the blurred fine band's dark part is the line.
+        line = np.minimum(cv2.GaussianBlur(fine.mean(-1), (0, 0), 2 * fine_sigma), 0.0)
+        fine = fine - (self.line_cut * zones * strength * line)[..., None]
         return coarse + middle + fine * (1 + self.grain_gain * area)
-
-
-def darken_grey_hair(crop: np.ndarray, lm: np.ndarray, skin: np.ndarray, strength: float) -> np.ndarray:
-    """Grey and white hair around the face (brows, hairline, temples, beard) towards a dark brown.
-
-    Grey hair is what is brighter than the skin and has little colour; in black-and-white footage
-    colour says nothing, so there only brightness counts. The skin itself is left to the retouch.
-    """
-    s = face_scale(lm)
-    h, w = crop.shape[:2]
-    region = np.zeros((h, w), np.float32)
-    oval = lm[FACE_OVAL]
-    centre = lm[NOSE_TIP]
-    ex = lm[263] - lm[33]
-    ex = ex / max(float(np.linalg.norm(ex)), 1e-3)
-    up = np.array([ex[1], -ex[0]], np.float32)  # towards the top of the head
-    grow = 1.2 + 0.5 * np.clip((oval - centre) @ up / max(float(np.linalg.norm(oval[0] - centre)), 1.0), 0, 1)
-    _poly(region, centre + (oval - centre) * grow[:, None])  # face, hairline, temples and beard
-    for brow in (LEFT_BROW, RIGHT_BROW):
-        _poly(region, lm[brow])
-    region = _feather(region, 0.08 * s)
-    hsv = cv2.cvtColor(np.clip(crop, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
-    sat, val = hsv[..., 1] / 255.0, hsv[..., 2]
-    core = skin > 0.5
-    skin_val = float(np.median(val[core])) if core.any() else 128.0
-    skin_sat = float(np.median(sat[core])) if core.any() else 0.0
-    bright = np.clip((val - skin_val * 0.95) / 40.0, 0, 1)
-    colourless = np.clip((0.75 * skin_sat - sat) / (0.25 * skin_sat), 0, 1) if skin_sat > 0.1 else np.ones_like(sat)
-    brow_zone = np.zeros((h, w), np.float32)
-    for brow in (LEFT_BROW, RIGHT_BROW):
-        _poly(brow_zone, lm[brow])
-    brow_zone = cv2.dilate(brow_zone, _disk(0.05 * s))
-    grey = bright * colourless * region * np.clip(1.0 - skin + brow_zone, 0, 1)
-    grey = cv2.GaussianBlur(grey, (0, 0), max(1.0, 0.03 * s))
-    brown = np.array([0.55, 0.42, 0.32], np.float32)  # young brown hair's colour relative to its brightness
-    # Keep the hair's own light and shade (strands, highlights): scale its brightness down, then tint.
-    luma = crop.mean(-1, keepdims=True)
-    shaded = luma * 0.45 * (brown / brown.mean()) if skin_sat > 0.1 else crop * 0.45
-    a = (0.8 * strength * grey)[..., None]
-    return crop * (1 - a) + shaded * a
 
 
 def _crop_box(lm: np.ndarray, shape, pad: float) -> tuple[int, int, int, int]:
