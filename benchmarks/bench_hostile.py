@@ -1,12 +1,13 @@
 """The service under hostile load, on localhost, bounded in time (it stops by itself).
 
-50 unauthenticated 200 MB uploads at once, each streamed from a generator (nothing on disk),
-while 4 shot jobs render and a client polls ``GET /v1/jobs``. Reports: what the uploads got and
+8 live streams at full rate (25 frames/s each, person matte + night, over WebSocket, two API keys),
+then 4 shot jobs and 50 unauthenticated 200 MB uploads at once, each streamed from a generator
+(nothing on disk), while a client polls ``GET /v1/jobs``; the streams run until every job is done. Reports: what the uploads got and
 how much of each was sent before the answer, gateway and proxy RSS before/peak/after, the job
 list's latency (p50/p99), that every job finished with its exact frame count, and the bytes the
 state folder gained from the unauthenticated requests (must be 0).
 
-    PYTHONPATH=. .venv/bin/python benchmarks/bench_hostile.py [--uploads 50] [--mb 200] [--jobs 4]
+    PYTHONPATH=. .venv/bin/python benchmarks/bench_hostile.py [--streams 8] [--uploads 50] [--mb 200] [--jobs 4]
 """
 from __future__ import annotations
 
@@ -83,11 +84,58 @@ def hostile_upload(url: str, megabytes: int) -> dict:
     return {"outcome": outcome, "sent_mb": sent / 2**20, "seconds": time.perf_counter() - started}
 
 
+def stream_frames(count: int) -> list[bytes]:
+    import cv2
+
+    from vfx.video import FrameRange, FrameReader, probe
+
+    reader = FrameReader(probe(SAMPLES / "vtest.avi"), FrameRange(0, count - 1))
+    return [cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+            for _, rgb in reader.frames()]
+
+
+def live_stream(app, who: str, jpegs: list[bytes], ready: threading.Barrier, stop: threading.Event, fps: float = 25.0) -> dict:
+    """One client sending at ``fps`` whatever the service keeps up with (it drops the oldest), until ``stop``."""
+    from websockets.sync.client import connect
+
+    with connect(app.ws_url, additional_headers=app.headers(who), open_timeout=60, max_size=2**24) as ws:
+        ws.send(json.dumps({"subject": "person", "style": "night"}))
+        assert json.loads(ws.recv(timeout=60))["type"] == "ready"
+        counts = {"sent": 0, "returned": 0, "refused": 0, "summary": {}}
+
+        def receive() -> None:
+            while True:
+                message = ws.recv(timeout=120)
+                if isinstance(message, bytes):
+                    counts["returned"] += 1
+                    continue
+                event = json.loads(message)
+                if event.get("type") == "summary":
+                    counts["summary"] = event
+                    return
+                counts["refused"] += 1
+
+        receiver = threading.Thread(target=receive)
+        receiver.start()
+        ready.wait()
+        next_at = time.monotonic()
+        while not stop.is_set():
+            ws.send(jpegs[counts["sent"] % len(jpegs)])
+            counts["sent"] += 1
+            next_at += 1.0 / fps
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        ws.send(json.dumps({"type": "end"}))
+        receiver.join(timeout=180)
+    return {"sent": counts["sent"], "returned": counts["returned"], "refused": counts["refused"],
+            "dropped": counts["summary"].get("dropped")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--uploads", type=int, default=50)
     parser.add_argument("--mb", type=int, default=200)
     parser.add_argument("--jobs", type=int, default=4)
+    parser.add_argument("--streams", type=int, default=8)
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "hostile.json"))
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="vfx-bench-hostile-"))
@@ -118,6 +166,14 @@ def main() -> None:
 
         watcher = threading.Thread(target=watch)
         watcher.start()
+        jpegs = stream_frames(50)
+        streams_ready, streams_stop = threading.Barrier(args.streams + 1), threading.Event()
+        stream_pool = ThreadPoolExecutor(max(1, args.streams))
+        streams = [stream_pool.submit(live_stream, app, "operator" if i % 2 else "operator2", jpegs, streams_ready, streams_stop)
+                   for i in range(args.streams)]
+        if args.streams:
+            streams_ready.wait(timeout=120)
+        streaming = [time.perf_counter(), float("inf")]
         with app.client() as client:
             jobs = [submit(client, {"restyle": {"style": "night"}}, frames=f"{100 * i}-{100 * i + 23}",
                                 path=SAMPLES / "vtest.avi").json()["id"] for i in range(args.jobs)]
@@ -146,12 +202,17 @@ def main() -> None:
                             frames = probe(out).frame_count
                         finished[job_id] = {"state": job["state"], "frames": frames}
                 time.sleep(1)
+        streams_stop.set()
+        streaming[1] = time.perf_counter()
+        stream_results = [s.result(timeout=240) for s in streams]
+        stream_pool.shutdown()
         stop.set()
         watcher.join()
         rss.update(gateway_after=rss_mb(gateway), proxy_after=rss_mb(proxy))
         ordered = sorted(latencies)
         during = sorted(l for l, t in zip(latencies, stamps) if burst[0] <= t <= burst[1])
         after = sorted(l for l, t in zip(latencies, stamps) if t > burst[1])
+        while_streaming = sorted(l for l, t in zip(latencies, stamps) if streaming[0] <= t <= streaming[1])
         outcomes: dict[str, int] = {}
         for upload in uploads:
             outcomes[str(upload["outcome"])] = outcomes.get(str(upload["outcome"]), 0) + 1
@@ -170,6 +231,17 @@ def main() -> None:
                           "while_jobs_render_after": {"requests": len(after),
                                                       "p99_ms": 1000 * after[min(len(after) - 1, int(len(after) * 0.99))] if after else None}},
             "jobs": finished,
+            "streams": {"count": args.streams, "seconds": round(streaming[1] - streaming[0], 1),
+                        "sent": sum(s["sent"] for s in stream_results),
+                        "returned": sum(s["returned"] for s in stream_results),
+                        "dropped": sum(s["dropped"] or 0 for s in stream_results),
+                        "refused": sum(s["refused"] for s in stream_results),
+                        "jobs_list_while_streaming": {
+                            "requests": len(while_streaming),
+                            "p50_ms": 1000 * while_streaming[len(while_streaming) // 2] if while_streaming else None,
+                            "p99_ms": 1000 * while_streaming[min(len(while_streaming) - 1, int(len(while_streaming) * 0.99))] if while_streaming else None}},
+            "stream_gateway_rss_mb": round(rss_mb(replica_processes("StreamGateway")), 1),
+            "frames_rss_mb": round(rss_mb(replica_processes("vfx-stream:Frames")), 1),
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=2))

@@ -26,6 +26,7 @@ from ray import serve
 
 from serving.gates import gate_for, load_backends
 from serving.jpeg import check_jpeg, decode_jpeg, encode_gray_jpeg, encode_jpeg
+from serving.priority import render_in_background
 from serving.settings import ServeSettings, load_settings
 from vfx.config import PipelineConfig
 from vfx.devices import resolve_device
@@ -175,6 +176,7 @@ class Frames:
 
     def __init__(self, settings: dict[str, Any]):
         self.settings: ServeSettings = load_settings(settings)
+        render_in_background(self.settings.render_nice)
         load_backends()
         stream = self.settings.stream
         self.states = StreamStates(stream.max_streams_state, self.settings.consent_db)

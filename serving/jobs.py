@@ -23,6 +23,7 @@ from serving.durable import decodes_to, make_durable, write_durably
 from serving.retention import drop_intermediates, sweep
 from serving.gates import gate_for
 from serving.logs import job_logger
+from serving.priority import render_in_background
 from serving.settings import load_settings
 from serving.store import Chunk, JobStore
 from serving.tracking import mattes_dir, needs_tracking, render_config, track_shot
@@ -44,6 +45,7 @@ class ChunkWorker:
 
     def __init__(self, settings: dict[str, Any]):
         self.settings = load_settings(settings)
+        render_in_background(self.settings.render_nice)
         refuse_shared_sqlite(self.settings.db_url, len(alive_nodes()))  # also on a node that joined later
         self.store = JobStore(self.settings.db_url)
 

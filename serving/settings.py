@@ -98,6 +98,8 @@ class ServeSettings(BaseModel):
     jobs_db: str | None = Field(None, description="job records URL (postgresql://...); default SQLite in the state "
                                                    "dir, which only one node may use")
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    render_nice: int = Field(19, ge=0, le=19, description="niceness of the replicas that render frames (ChunkWorker, "
+                                                          "Frames): the proxy and gateways answer first on a full CPU")
     log_level: str = "INFO"
 
     @property
