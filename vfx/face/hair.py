@@ -16,12 +16,12 @@ The mask is built from what grey hair is, inside where it can be:
 """
 from __future__ import annotations
 
-import threading
 
 import cv2
 import numpy as np
 
 from vfx.face.detect import FACE_OVAL, LEFT_BROW, LIPS_OUTER, NOSE_TIP, RIGHT_BROW, face_scale
+from vfx.segment.person import SELFIE
 
 YOUNG_BROWN = np.array([0.55, 0.42, 0.32], np.float32)  # young brown hair's colour relative to its brightness
 DARKEN = 0.45  # grey hair's brightness is scaled to this
@@ -49,19 +49,12 @@ def head_region(shape: tuple[int, int], lm: np.ndarray) -> np.ndarray:
     return region
 
 
-_LOCAL = threading.local()  # mediapipe graphs are not thread-safe: one per thread
-
-
 def person_probability(crop: np.ndarray) -> np.ndarray:
     """float32 [H,W]: mediapipe selfie segmentation (bundled in the wheel) on the head crop: the
     person, hair included, against the background."""
-    model = getattr(_LOCAL, "selfie", None)
-    if model is None:
-        import mediapipe as mp
-
-        model = _LOCAL.selfie = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0)
     rgb = np.ascontiguousarray(np.clip(crop, 0, 255).astype(np.uint8))
-    return model.process(rgb).segmentation_mask.astype(np.float32)
+    with SELFIE[0].lend() as model:  # the person matte's graphs, lent (vfx/parallel.py Lender)
+        return model.process(rgb).segmentation_mask.astype(np.float32)
 
 
 def _disk(radius: float) -> np.ndarray:
