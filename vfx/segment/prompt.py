@@ -18,7 +18,7 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
-from vfx.matte import fill_holes, is_cut, resize_matte, soft_edge, thumbnail_grey
+from vfx.matte import band_matting, fill_holes, is_cut, resize_matte, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.appearance import Appearance
 from vfx.segment.prompts import SubjectPrompt
@@ -256,7 +256,7 @@ class PromptSegmenter(Step):
     def _full_matte(self, mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        return soft_edge(rgb, hard, self.feather_px)
+        return band_matting(rgb, hard, self.feather_px)
 
     def _flows(self, gray: np.ndarray, other_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dense flow both ways between a frame and its tracked neighbour (DIS, one per thread)."""
