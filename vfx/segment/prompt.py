@@ -18,7 +18,7 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
-from vfx.matte import fill_holes, is_cut, resize_matte, soft_edge, thumbnail_grey
+from vfx.matte import band_matting, fill_holes, is_cut, resize_matte, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.appearance import Appearance
 from vfx.segment.prompts import SubjectPrompt
@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 
-UNLIKE_FRAMES = 3  # tracked frames in a row that must not look like the subject before it counts as lost
+UNLIKE_FRAMES = 3
+PERSON_AGREEMENT = 0.6  # share of GrabCut's boxed subject the person model must also call person before it adds hair
+PERSON_THRESHOLD = 0.75  # the person model's blurry fringe took the lit wall behind a head; its confident part is enough
 
 
 @dataclass
@@ -49,6 +51,7 @@ class TrackState:
     unlike: int = 0  # consecutive tracked frames that did not look like the subject
     backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
     first_frame: int = 0
+    person: bool = False  # the key frames' subject is a person: the person model keeps its hair while tracking
 
     def backward_mask(self, number: int) -> np.ndarray:
         return self.backward.get(number - self.first_frame).astype(bool)
@@ -117,7 +120,7 @@ class PromptSegmenter(Step):
                 log.warning("shot cut after frame %d: the subject is not tracked before it", first + i)
                 mask = np.zeros_like(mask)
             elif mask.any():
-                mask = self._propagate(mask, self._flows(gray, later_gray), rgb)
+                mask = self._propagate(mask, self._flows(gray, later_gray), rgb, state.person)
             state.backward.put(i, mask)
             later_gray, later_thumb = gray, thumb
 
@@ -158,11 +161,11 @@ class PromptSegmenter(Step):
                 mask, held = self._after_jump(state, number, thumbs[i], thumbs[i + 1] if i + 1 < len(numbers) else None)
                 if not held and state.lost_at is None:  # the frame after a damaged one, tracked from the last good one
                     mask = self._check(state, number, smalls[i], self._propagate(
-                        state.previous_mask, self._flows(grays[i], state.previous_gray), smalls[i]))
+                        state.previous_mask, self._flows(grays[i], state.previous_gray), smalls[i], state.person))
             else:
                 # after a held (damaged) frame, track from the last good frame instead
                 flow = self._flows(grays[i], state.previous_gray) if state.skipped else flows[i]
-                mask = self._check(state, number, smalls[i], self._propagate(state.previous_mask, flow, smalls[i]))
+                mask = self._check(state, number, smalls[i], self._propagate(state.previous_mask, flow, smalls[i], state.person))
             masks.append(mask)
             state.skipped = held
             if not held:  # a damaged frame never becomes what the next frame is tracked from
@@ -206,6 +209,7 @@ class PromptSegmenter(Step):
         else:
             state.appearance.add(seen)
         state.key_score = state.appearance.score(rgb, mask)
+        state.person = _looks_like_a_person(rgb, mask)
 
     @staticmethod
     def _check(state: TrackState, number: int, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -256,7 +260,7 @@ class PromptSegmenter(Step):
     def _full_matte(self, mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
         height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        return soft_edge(rgb, hard, self.feather_px)
+        return band_matting(rgb, hard, self.feather_px)
 
     def _flows(self, gray: np.ndarray, other_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dense flow both ways between a frame and its tracked neighbour (DIS, one per thread)."""
@@ -266,7 +270,8 @@ class PromptSegmenter(Step):
             self._local.dis = dis
         return dis.calc(gray, other_gray, None), dis.calc(other_gray, gray, None)
 
-    def _propagate(self, mask: np.ndarray, flows: tuple[np.ndarray, np.ndarray], rgb: np.ndarray) -> np.ndarray:
+    def _propagate(self, mask: np.ndarray, flows: tuple[np.ndarray, np.ndarray], rgb: np.ndarray,
+                   person: bool = False) -> np.ndarray:
         """Carry the neighbour's mask into this frame, trusting only flow that agrees both ways.
 
         Background uncovered behind a moving subject gets flow "from the subject" by smoothness;
@@ -284,9 +289,9 @@ class PromptSegmenter(Step):
         forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         disagreement = np.linalg.norm(back + forward_there, axis=-1)
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
-        return self._refine(rgb, warped, reliable)
+        return self._refine(rgb, warped, reliable, person)
 
-    def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray) -> np.ndarray:
+    def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: bool = False) -> np.ndarray:
         """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed."""
         area = float(prior.sum())
         band = int(np.clip(0.06 * np.sqrt(area), 3, 20))
@@ -305,10 +310,11 @@ class PromptSegmenter(Step):
             roi = np.ascontiguousarray(rgb[sl])
             cv2.grabCut(roi, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), self.refine_iterations, cv2.GC_INIT_WITH_MASK)
             refined[sl] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-        return _regions_touching(fill_holes(refined), core if core.any() else prior)
+        refined = _regions_touching(fill_holes(refined), core if core.any() else prior)
+        return _with_person(rgb, refined, sl, grown) if person else refined
 
     def _key_mask(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt) -> np.ndarray:
-        """GrabCut from the user's box and/or clicks on a key frame."""
+        """GrabCut from the user's box and/or clicks on a key frame; a boxed person keeps its hair."""
         h, w = rgb.shape[:2]
         labels = np.full((h, w), cv2.GC_BGD if prompt.box is not None else cv2.GC_PR_BGD, dtype=np.uint8)
         radius = max(2, int(0.02 * min(h, w)))
@@ -331,12 +337,50 @@ class PromptSegmenter(Step):
         for px, py in prompt.points:
             seeds[min(h - 1, int(py * scale)), min(w - 1, int(px * scale))] = True
         mask = fill_holes(mask)
+        if prompt.box is not None:
+            in_box = np.zeros_like(mask)
+            in_box[y0:y1, x0:x1] = True
+            pad = max(4, int(0.05 * max(x1 - x0, y1 - y0)))  # the person model sees a little context around the box
+            mask = _with_person(rgb, mask, (slice(max(0, y0 - pad), y1 + pad), slice(max(0, x0 - pad), x1 + pad)), in_box)
         if prompt.box is not None or not seeds.any():  # a box's subject is its largest region, plus what the clicks touch
             seeds |= _largest_region(mask)
         mask = _regions_touching(mask, seeds)
         if not mask.any():
             raise VfxError("--subject: nothing distinct from its surroundings was found at the prompt on the key frame")
         return mask
+
+
+def _with_person(rgb: np.ndarray, mask: np.ndarray, window: tuple[slice, slice], allowed: np.ndarray) -> np.ndarray:
+    """When the subject is a person, add the person model's hair and limbs that GrabCut cut off.
+
+    Colour alone cannot keep dark hair against a dark wall (they differ by a few levels), but
+    mediapipe's selfie model (bundled in the wheel) knows what a head looks like. Its matte is
+    trusted only where it agrees with GrabCut's subject (most of that subject is person), and
+    only its parts inside ``allowed`` (the prompt box, or the tracked prior's band) that touch
+    the subject are added.
+    """
+    person = _person_inside(rgb, window)
+    subject = mask[window]
+    if not subject.any() or (person & subject).sum() < PERSON_AGREEMENT * subject.sum():
+        return mask
+    found = np.zeros_like(mask)
+    found[window] = person
+    return fill_holes(_regions_touching(mask | (found & allowed), mask))
+
+
+def _person_inside(rgb: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
+    from vfx.segment.person import SELFIE  # mediapipe is imported only when a person is prompted
+
+    with SELFIE[0].lend() as model:
+        return model.process(np.ascontiguousarray(rgb[window])).segmentation_mask > PERSON_THRESHOLD
+
+
+def _looks_like_a_person(rgb: np.ndarray, mask: np.ndarray) -> bool:
+    if not mask.any():
+        return False
+    x0, y0, x1, y1 = _padded_box(mask, 8, mask.shape)
+    window = (slice(y0, y1), slice(x0, x1))
+    return bool((_person_inside(rgb, window) & mask[window]).sum() >= PERSON_AGREEMENT * mask.sum())
 
 
 def seed_frame(number: int) -> None:
