@@ -20,7 +20,6 @@ from vfx.video import FrameRange, FrameReader, probe
 
 RECV_TIMEOUT_S = 60
 FRAME_LIMIT = 400_000  # a 768x576 frame of vtest.avi at quality 85 is about 60 kB
-STREAM_SECONDS = 40  # the duration cap, longer than any other test's stream here
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +37,7 @@ def app(tmp_path_factory):
     served = start_app(root, signing_key=root / "holder.key", overrides={
         "consent_db": consent_db,
         "stream": {"max_batch_size": 8, "batch_wait_timeout_s": 0.01, "queue_frames": 8, "max_inflight": 4,
-                   "max_frame_bytes": FRAME_LIMIT, "max_streams": 5, "max_streams_per_key": 4,
-                   "max_stream_seconds": STREAM_SECONDS}})
+                   "max_frame_bytes": FRAME_LIMIT, "max_streams": 5, "max_streams_per_key": 4}})
     yield served
     stop_app()
 
@@ -214,29 +212,6 @@ def test_stream_slots_are_capped_per_key_and_overall_while_rest_answers(app, jpe
             ws.close()
     open_stream(app, {"subject": "person"}).close()  # slots are given back
 
-
-def test_a_stream_is_ended_at_the_duration_cap_while_it_still_sends(app, jpegs):
-    ws = open_stream(app, {"subject": "person"})
-    opened = time.monotonic()
-    summary = None
-    with ws:
-        while summary is None and time.monotonic() - opened < STREAM_SECONDS + 60:
-            try:
-                ws.send(jpegs[0])
-            except ConnectionClosed:
-                break
-            try:
-                message = ws.recv(timeout=1.0)
-            except TimeoutError:
-                continue
-            except ConnectionClosed:
-                break
-            if isinstance(message, str) and json.loads(message)["type"] == "summary":
-                summary = json.loads(message)
-    lasted = time.monotonic() - opened
-    assert summary is not None and summary["ended"] == f"duration limit of {STREAM_SECONDS} s", summary
-    assert STREAM_SECONDS - 1 <= lasted <= STREAM_SECONDS + 30
-    assert summary["processed"] > 0
 
 
 ROUTES = [("POST", "/v1/jobs"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"), ("GET", "/v1/jobs/x/output"),
