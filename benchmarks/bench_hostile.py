@@ -84,6 +84,13 @@ def hostile_upload(url: str, megabytes: int) -> dict:
     return {"outcome": outcome, "sent_mb": sent / 2**20, "seconds": time.perf_counter() - started}
 
 
+def percentile_ms(ordered: list[float], fraction: float) -> float | None:
+    """The ``fraction`` percentile of sorted latencies in seconds, in ms (None when there are none)."""
+    if not ordered:
+        return None
+    return 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
+
+
 def stream_frames(count: int) -> list[bytes]:
     import cv2
 
@@ -225,11 +232,11 @@ def main() -> None:
             "state_files_gained_outside_jobs": gained,
             "state_bytes_gained_outside_jobs": sum(gained.values()),
             "rss_mb": {k: round(v, 1) for k, v in rss.items()},
-            "jobs_list": {"requests": len(ordered), "p50_ms": 1000 * ordered[len(ordered) // 2],
-                          "p99_ms": 1000 * ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+            "jobs_list": {"requests": len(ordered), "p50_ms": percentile_ms(ordered, 0.5),
+                          "p99_ms": percentile_ms(ordered, 0.99),
                           "during_uploads": {"requests": len(during), "max_ms": 1000 * max(during, default=0)},
                           "while_jobs_render_after": {"requests": len(after),
-                                                      "p99_ms": 1000 * after[min(len(after) - 1, int(len(after) * 0.99))] if after else None}},
+                                                      "p99_ms": percentile_ms(after, 0.99)}},
             "jobs": finished,
             "streams": {"count": args.streams, "seconds": round(streaming[1] - streaming[0], 1),
                         "sent": sum(s["sent"] for s in stream_results),
@@ -238,8 +245,8 @@ def main() -> None:
                         "refused": sum(s["refused"] for s in stream_results),
                         "jobs_list_while_streaming": {
                             "requests": len(while_streaming),
-                            "p50_ms": 1000 * while_streaming[len(while_streaming) // 2] if while_streaming else None,
-                            "p99_ms": 1000 * while_streaming[min(len(while_streaming) - 1, int(len(while_streaming) * 0.99))] if while_streaming else None}},
+                            "p50_ms": percentile_ms(while_streaming, 0.5),
+                            "p99_ms": percentile_ms(while_streaming, 0.99)}},
             "stream_gateway_rss_mb": round(rss_mb(replica_processes("StreamGateway")), 1),
             "frames_rss_mb": round(rss_mb(replica_processes("vfx-stream:Frames")), 1),
         }
