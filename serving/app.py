@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import generate_latest
 from ray import serve
 
-from serving.auth import KeyRing, Principal, Role, key_from_headers
+from serving.auth import Keys, Principal, Role, key_from_headers
 from serving.consent_api import consent_router
 from serving.admission import Admission
 from serving.guard import RequestGuard
@@ -42,25 +42,6 @@ KICK_TIMEOUT_S = 2.0
 api = FastAPI(title="vfx", version="0.1.0",
               description="Subject mattes, restyled surroundings and consent-gated face edits for real footage. "
                           "Send an API key as `Authorization: Bearer KEY` or `X-API-Key: KEY`.")
-
-
-class Keys:
-    """The keys file, re-read when it changes so keys can be rotated without a redeploy."""
-
-    def __init__(self, path: str):
-        self.path = Path(path).expanduser()
-        self.mtime = -1.0
-        self.ring = KeyRing({})
-
-    def ring_now(self) -> KeyRing:
-        mtime = self.path.stat().st_mtime if self.path.is_file() else -1.0
-        if mtime != self.mtime:
-            self.ring = KeyRing.load(self.path) if mtime >= 0 else KeyRing({})
-            self.mtime = mtime
-        return self.ring
-
-    def signing_key_of(self, name: str) -> str | None:
-        return self.ring_now().signing_keys.get(name)
 
 
 def authenticate(keys: Keys, authorization: str | None, api_key: str | None, roles: tuple[Role, ...]) -> Principal:

@@ -92,3 +92,22 @@ def add_key(path: str | Path, name: str, role: Role, public_key: str | None = No
     tmp.chmod(0o600)
     tmp.replace(path)
     return key
+
+
+class Keys:
+    """The keys file, re-read when it changes so keys can be rotated without a redeploy."""
+
+    def __init__(self, path: str):
+        self.path = Path(path).expanduser()
+        self.mtime = -1.0
+        self.ring = KeyRing({})
+
+    def ring_now(self) -> KeyRing:
+        mtime = self.path.stat().st_mtime if self.path.is_file() else -1.0
+        if mtime != self.mtime:
+            self.ring = KeyRing.load(self.path) if mtime >= 0 else KeyRing({})
+            self.mtime = mtime
+        return self.ring
+
+    def signing_key_of(self, name: str) -> str | None:
+        return self.ring_now().signing_keys.get(name)

@@ -49,7 +49,7 @@ class BodyTooLarge(Exception):
 
 
 def ring_of(app: Any) -> Any:
-    """The app's current KeyRing (``app.state.keys`` is serving.app.Keys, re-read when the file changes)."""
+    """The app's current KeyRing (``app.state.keys`` is serving.auth.Keys, re-read when the file changes)."""
     keys = getattr(getattr(app, "state", None), "keys", None)
     return keys.ring_now() if keys is not None else None
 

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 from ray import serve
 
 import serving.metrics as metrics
-from serving.app import Keys, authenticate, deployment_options, require
-from serving.auth import Principal, Role
+from serving.app import authenticate, deployment_options, require
+from serving.auth import Keys, Principal, Role
 from serving.capabilities import MAX_CONCURRENT_BATCHES, Frames
 from serving.logs import setup_logging
 from serving.settings import ServeSettings, load_settings

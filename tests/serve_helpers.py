@@ -67,6 +67,12 @@ def start_app(root: Path, overrides: dict[str, Any] | None = None, deployments: 
             **(overrides or {})}
     if deployments:
         args["deployments"] = deployments
+    from serving.priority import ANSWERING
+    from serving.proxy_guard import proxy_environment
+    from serving.settings import load_settings
+
+    settings = load_settings({k: v for k, v in args.items() if k != "deployments"})
+    os.environ.update({**proxy_environment(settings), **ANSWERING})  # as `vfx serve` does
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="vfx-tests",
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
     port = free_port()

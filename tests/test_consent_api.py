@@ -34,7 +34,8 @@ def vfx(home: Path, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory):
-    from serving.app import Keys, VfxError, require, vfx_error
+    from serving.app import VfxError, require, vfx_error
+    from serving.auth import Keys
     from serving.consent_api import consent_router
 
     root = tmp_path_factory.mktemp("consent-api")

@@ -79,6 +79,17 @@ class Served:
                 found.append(f"{process.pid} {process.info['name']} {' '.join(process.info['cmdline'] or [])[:120]}")
         return found
 
+    def niceness(self, title: str) -> set[int]:
+        """Niceness of the served session's processes whose command line names ``title`` (a Ray actor)."""
+        found = set()
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                if os.getsid(process.pid) == self.process.pid and title in " ".join(process.info["cmdline"] or []):
+                    found.add(process.nice())
+            except (OSError, psutil.Error):
+                continue
+        return found
+
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -117,6 +128,10 @@ def test_vfx_serve_as_the_readme_says_runs_a_job_and_sigterm_leaves_nothing(tmp_
             assert job["state"] == "done", job
             output = tmp_path / "out.mp4"
             output.write_bytes(client.get(f"/v1/jobs/{job['id']}/output").content)
+            # answering at Ray's niceness 0, rendering below it (serving/priority.py); the guard in the proxy
+            assert served.niceness("ProxyActor") == {0} and served.niceness("ServeReplica:vfx:Gateway") == {0}
+            assert served.niceness("ServeReplica:vfx:ChunkWorker") == {19}
+            assert httpx.post(f"http://127.0.0.1:{port}/v1/jobs", content=b"x" * 1024).status_code == 401
         assert probe(output).frame_count == 12
     finally:
         code = served.stop()

@@ -72,6 +72,21 @@ def test_uploads_without_a_key_or_over_the_limit_write_nothing(app):
     assert httpx.get(app.url + "/healthz").status_code == 200  # and the gateway still answers
 
 
+def requests_the_gateway_refused(app) -> float:
+    text = httpx.get(app.url + "/metrics", headers=app.headers("admin")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vfx_http_requests_total{") and 'status="401"' in line)
+
+
+def test_ray_proxy_refuses_an_unauthenticated_upload_before_a_replica_sees_it(app):
+    """The guard also runs in Ray's HTTP proxy (serving/proxy_guard.py): the Gateway replica, which
+    counts every request it answers, never hears of the upload, and the answer is the same."""
+    before = requests_the_gateway_refused(app)
+    refused = post_upload(app, {"Authorization": "Bearer not-a-key"}, body_of(16))
+    assert refused.status_code == 401 and refused.json()["detail"] == "missing or unknown API key"
+    assert requests_the_gateway_refused(app) == before
+
+
 @pytest.mark.parametrize("config, reason", [
     ({"batch_size": 100000, **NIGHT}, "config: batch_size: Input should be less than or equal to 64"),
     ({"queue_depth": 500, **NIGHT}, "config: queue_depth"),
