@@ -93,6 +93,64 @@ def _dynamic(model: onnx.ModelProto, axes: dict[str, dict[int, str]]) -> bytes:
     return model.SerializeToString()
 
 
+def _float_activations(model: onnx.ModelProto) -> None:
+    """Run the converted TFLite graphs in float: they quantize every activation to int8 and back
+    (QuantizeLinear -> DequantizeLinear pairs, some with a Reshape or Transpose between) and
+    dequantize their int8 weights on every run. onnxruntime has no int8 kernel here that beats its
+    float one (S8S8 QLinearConv took 92 ms, U8S8 44 ms against 42 ms of float Conv for 384 x 384), and
+    the pairs cost a pass over every activation and keep Conv from fusing with Relu: 67 -> 42 ms a
+    frame on this CPU. The weights are dequantized once, here; the output moves by about 8 levels
+    on average (the activations' rounding noise), the strokes and palette stay (benchmarks/RESULTS.md)."""
+    graph = model.graph
+    initializers = {i.name: i for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+    replaced: dict[str, str] = {}
+    dropped: set[int] = set()
+    weights = []
+    for node in graph.node:
+        if node.op_type != "DequantizeLinear" or node.output[0] in outputs:
+            continue
+        if node.input[0] in initializers:  # an int8 weight or int32 bias: dequantized once
+            weights.append(numpy_helper.from_array(_dequantized(node, initializers), node.output[0]))
+            dropped.add(id(node))
+            continue
+        source = producer.get(node.input[0])
+        if source is not None and source.op_type == "QuantizeLinear":
+            replaced[node.output[0]] = source.input[0]
+            dropped.add(id(node))
+        elif source is not None and source.op_type in ("Reshape", "Transpose") and \
+                getattr(producer.get(source.input[0]), "op_type", None) == "QuantizeLinear":
+            source.input[0] = producer[source.input[0]].input[0]  # the shape op moves floats instead
+            replaced[node.output[0]] = source.output[0]
+            dropped.add(id(node))
+    kept = [n for n in graph.node if id(n) not in dropped]
+    for node in kept:
+        for index, name in enumerate(node.input):
+            while name in replaced:
+                name = replaced[name]
+            node.input[index] = name
+    used = {name for node in kept for name in node.input} | outputs
+    kept = [n for n in kept if not (n.op_type == "QuantizeLinear" and n.output[0] not in used)]
+    used = {name for node in kept for name in node.input}
+    live = [i for i in graph.initializer if i.name in used] + weights
+    del graph.node[:], graph.initializer[:], graph.value_info[:]
+    graph.node.extend(kept)
+    graph.initializer.extend(live)
+
+
+def _dequantized(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> np.ndarray:
+    values = numpy_helper.to_array(initializers[node.input[0]]).astype(np.float32)
+    scale = numpy_helper.to_array(initializers[node.input[1]]).astype(np.float32)
+    zero = numpy_helper.to_array(initializers[node.input[2]]).astype(np.float32) if len(node.input) > 2 else 0.0
+    if scale.ndim == 1 and scale.size > 1:  # per channel along ``axis``
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [1] * values.ndim
+        shape[axis] = -1
+        scale, zero = scale.reshape(shape), np.reshape(zero, shape) if np.ndim(zero) else zero
+    return (values - zero) * scale
+
+
 class Network:
     """One verified ONNX network; CUDA execution provider with IO binding when there is one, else CPU."""
 
@@ -108,7 +166,9 @@ class Network:
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             index = int(device.partition(":")[2] or 0)
             providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        self.session = ort.InferenceSession(_dynamic(onnx.load_from_string(data), axes), options, providers=providers)
+        model = onnx.load_from_string(data)
+        _float_activations(model)
+        self.session = ort.InferenceSession(_dynamic(model, axes), options, providers=providers)
         self.cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
