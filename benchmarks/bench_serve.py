@@ -39,28 +39,31 @@ def encode_frames(count: int) -> list[bytes]:
             for _, rgb in reader.frames()]
 
 
-def start(root: Path, num_cpus: int, max_batch: int) -> tuple[str, str]:
+def start(root: Path, num_cpus: int, max_batch: int, wait_s: float) -> tuple[str, str]:
     import ray
     from ray import serve
 
     from serving.app import run_applications
     from serving.auth import key_digest
+    from serving.priority import ANSWERING
+    from serving.proxy_guard import proxy_environment
+    from serving.settings import load_settings
 
     key = "bench-" + os.urandom(8).hex()
     (root / "keys.yaml").write_text(yaml.safe_dump({"keys": [{"name": "bench", "role": "operator",
                                                                 "sha256": key_digest(key)}]}))
+    (root / "state").mkdir(parents=True, exist_ok=True)  # the job store opens it in every replica's constructor
+    args = {"state_dir": str(root / "state"), "keys_file": str(root / "keys.yaml"),
+            "stream": {"max_batch_size": max_batch, "batch_wait_timeout_s": wait_s, "queue_frames": 8,
+                       "max_inflight": WINDOW, "max_streams": 16, "max_streams_per_key": 16}}  # one key, 8 clients
+    os.environ.update({**proxy_environment(load_settings(args)), **ANSWERING})  # as `vfx serve` runs it
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    (root / "state").mkdir(parents=True, exist_ok=True)  # the job store opens it in every replica's constructor
-    args = {"state_dir": str(root / "state"), "keys_file": str(root / "keys.yaml"),
-            "stream": {"max_batch_size": max_batch, "batch_wait_timeout_s": 0.01, "queue_frames": 8,
-                       "max_inflight": WINDOW, "max_streams": 16, "max_streams_per_key": 16},  # one key, 8 clients
-            "deployments": {"ChunkWorker": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}}}}
-    run_applications(args)
+    run_applications({**args, "deployments": {"ChunkWorker": {"num_replicas": 1, "ray_actor_options": {"num_cpus": 0.1}}}})
     return f"ws://127.0.0.1:{port}/v1/stream", key
 
 
@@ -119,7 +122,7 @@ def combine(runs: list[dict]) -> dict:
 def markdown(rows: list[dict], meta: dict) -> str:
     lines = [f"Machine: {meta['machine']}. Stream options {json.dumps(OPTIONS)}, {meta['frames_per_client']} "
              f"frames per client ({meta['size']} JPEG from vtest.avi), window {WINDOW} frames in flight per client, "
-             f"max_batch_size {meta['max_batch']}, batch_wait_timeout_s 0.01, one Frames replica "
+             f"max_batch_size {meta['max_batch']}, batch_wait_timeout_s {meta['batch_wait_timeout_s']:g}, one Frames replica "
              "(the stream's steps, built as `vfx run` builds them), four batches in flight; each row sums "
              f"{meta['rounds'] * 2} runs taken in ABBA order (p50: median of the runs, p99: the worst).", "",
              "| clients | mode | frames | dropped | frames/s | p50 ms | p99 ms |", "|---|---|---|---|---|---|---|"]
@@ -134,14 +137,19 @@ def main() -> None:
     parser.add_argument("--clients", default="1,4,8")
     parser.add_argument("--num-cpus", type=int, default=4)
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--wait", type=float, default=None, help="stream.batch_wait_timeout_s (default: the service's)")
     parser.add_argument("--rounds", type=int, default=1, help="ABBA rounds per client count (each mode runs 2x this)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve.json")
     args = parser.parse_args()
+    if args.wait is None:
+        from serving.settings import StreamSettings
+
+        args.wait = StreamSettings().batch_wait_timeout_s
     frames = encode_frames(args.frames)
     from ray import serve
     import ray
 
-    url, key = start(Path(tempfile.mkdtemp(prefix="vfx-bench-")), args.num_cpus, args.max_batch)
+    url, key = start(Path(tempfile.mkdtemp(prefix="vfx-bench-")), args.num_cpus, args.max_batch, args.wait)
     try:
         asyncio.run(run_case(url, key, frames[:4], 1, True))  # warm up both paths and every replica
         asyncio.run(run_case(url, key, frames[:4], 1, False))
@@ -157,7 +165,8 @@ def main() -> None:
         serve.shutdown()
         ray.shutdown()
     meta = {"machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPU cores (shared), no GPU",
-            "frames_per_client": args.frames, "size": "768x576", "max_batch": args.max_batch, "rounds": args.rounds}
+            "frames_per_client": args.frames, "size": "768x576", "max_batch": args.max_batch, "rounds": args.rounds,
+            "batch_wait_timeout_s": args.wait}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

@@ -48,7 +48,9 @@ class JobSettings(BaseModel):
 class StreamSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_batch_size: int = Field(8, ge=1)
-    batch_wait_timeout_s: float = Field(0.01, ge=0)
+    batch_wait_timeout_s: float = Field(0.0, ge=0, le=1, description=(
+        "how long a batch waits to fill: 0 takes what is queued (CPU backends run frame by frame, so waiting "
+        "only adds latency: benchmarks/RESULTS.md); a GPU replica waits a few ms to fill its forward pass"))
     queue_frames: int = Field(8, ge=1, description="waiting frames per stream; beyond it the oldest are dropped")
     max_inflight: int = Field(4, ge=1, description="frames per stream being processed at once")
     max_frame_bytes: int = Field(8 * 1024**2, ge=1024)
