@@ -30,6 +30,11 @@ log = logging.getLogger(__name__)
 
 UNLIKE_FRAMES = 3
 PERSON_AGREEMENT = 0.6  # share of GrabCut's boxed subject the person model must also call person before it adds hair
+# Smallest eigenvalue of the 5x5 structure tensor (cv2.cornerMinEigenVal, grey 0..255) above which
+# a pixel has texture in two directions, so its flow is its own and not borrowed from its neighbours
+# (flat grass takes the flow of the lawn beside it); the top fifth of a typical frame's pixels.
+TEXTURED = 1e-3
+
 PERSON_THRESHOLD = 0.75  # the person model's blurry fringe took the lit wall behind a head; its confident part is enough
 
 
@@ -289,10 +294,14 @@ class PromptSegmenter(Step):
         forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         disagreement = np.linalg.norm(back + forward_there, axis=-1)
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
-        return self._refine(rgb, warped, reliable, person)
+        return self._refine(rgb, warped, reliable, person, back)
 
-    def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: bool = False) -> np.ndarray:
-        """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed."""
+    def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: bool = False,
+                back: np.ndarray | None = None) -> np.ndarray:
+        """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed.
+        Where the subject and the world around it move differently (``back``: flow to the previous
+        frame), textured band pixels moving with the world cannot join the subject, whatever their
+        colours (a passer-by behind the subject's edge)."""
         area = float(prior.sum())
         band = int(np.clip(0.06 * np.sqrt(area), 3, 20))
         kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
@@ -305,6 +314,10 @@ class PromptSegmenter(Step):
         labels[grown[sl]] = cv2.GC_PR_BGD
         labels[(prior & reliable)[sl]] = cv2.GC_PR_FGD
         labels[core[sl]] = cv2.GC_FGD
+        with_world = _moving_with_world(back, core, grown, band) if back is not None else None
+        if with_world is not None:
+            textured = cv2.cornerMinEigenVal(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), 5) > TEXTURED
+            labels[(grown & ~prior & with_world & textured)[sl]] = cv2.GC_BGD
         refined = prior.copy()
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():
             roi = np.ascontiguousarray(rgb[sl])
@@ -381,6 +394,23 @@ def _looks_like_a_person(rgb: np.ndarray, mask: np.ndarray) -> bool:
     x0, y0, x1, y1 = _padded_box(mask, 8, mask.shape)
     window = (slice(y0, y1), slice(x0, x1))
     return bool((_person_inside(rgb, window) & mask[window]).sum() >= PERSON_AGREEMENT * mask.sum())
+
+
+def _moving_with_world(back: np.ndarray, core: np.ndarray, grown: np.ndarray, band: int) -> np.ndarray | None:
+    """Pixels whose flow clearly follows the world around the subject rather than the subject (the
+    medians of the flow in a ring beyond the band and in the subject's core); None when the two
+    motions are within a pixel of each other, where flow cannot tell them apart. Forcing pixels that
+    move with the subject into it was tried too: flow is smooth across the edge, and it cost IoU."""
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * band + 1, 4 * band + 1))
+    ring = cv2.dilate(grown.astype(np.uint8), reach).astype(bool) & ~grown
+    if core.sum() < 50 or ring.sum() < 50:
+        return None
+    subject, world = np.median(back[core], axis=0), np.median(back[ring], axis=0)
+    gap = float(np.linalg.norm(subject - world))
+    if gap < 1.0:
+        return None
+    to_subject = np.linalg.norm(back - subject, axis=-1)
+    return (np.linalg.norm(back - world, axis=-1) < 0.25 * gap) & (to_subject > 0.75 * gap)
 
 
 def seed_frame(number: int) -> None:
