@@ -137,14 +137,14 @@ class StreamSession:
                 if remaining <= 0:
                     self.end_reason = f"duration limit of {self.settings.max_stream_seconds:g} s"
                     break
+                timeout = min(self.settings.idle_timeout_s, remaining)
                 try:
-                    message = await asyncio.wait_for(self.ws.receive(),
-                                                     timeout=min(self.settings.idle_timeout_s, remaining))
+                    message = await asyncio.wait_for(self.ws.receive(), timeout=timeout)
                 except asyncio.TimeoutError:
-                    if time.monotonic() < self.deadline:
+                    if timeout >= self.settings.idle_timeout_s:
                         self.end_reason = f"idle for {self.settings.idle_timeout_s:g} s"
                         break
-                    continue
+                    continue  # the wait was cut short by the duration cap (the loop's clock may fire a little early)
                 if message["type"] == "websocket.disconnect":
                     self.end_reason = "disconnected"
                     break

@@ -11,7 +11,7 @@ and each stream's duration is capped (serving.settings.StreamSettings).
 import asyncio
 import json
 import logging
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 from fastapi import Depends, FastAPI, HTTPException, WebSocket, WebSocketDisconnect
 from fastapi.responses import Response
@@ -84,12 +84,21 @@ class StreamGateway:
             await websocket.close(code=4429, reason=f"this key has {limits.max_streams_per_key} open streams, the limit")
             return
         self.open[principal.name] = self.open.get(principal.name, 0) + 1
-        try:
-            await self._serve(websocket, principal)
-        finally:
-            self.open[principal.name] -= 1
+        held = [True]
 
-    async def _serve(self, websocket: WebSocket, principal: Principal) -> None:
+        def release() -> None:
+            """Give the slot back once the server is done with the stream: before its summary goes out,
+            so a client that reconnects on reading its summary is never refused its own slot."""
+            if held[0]:
+                held[0] = False
+                self.open[principal.name] -= 1
+
+        try:
+            await self._serve(websocket, principal, release)
+        finally:
+            release()
+
+    async def _serve(self, websocket: WebSocket, principal: Principal, release: Callable[[], None]) -> None:
         limits = self.settings.stream
         try:
             options = StreamOptions.model_validate_json(await asyncio.wait_for(websocket.receive_text(),
@@ -116,6 +125,7 @@ class StreamGateway:
         finally:
             metrics.STREAMS_OPEN.dec()
             closed = await self._finish(session, extra)
+            release()
         if counts is None:
             await websocket.close(code=1011, reason="the stream failed on the server")
             return

@@ -123,6 +123,7 @@ def test_frames_of_concurrent_streams_share_batches(app, jpegs):
                 ws.send(jpeg)
                 out.append(parse_frame_message(ws.recv(timeout=RECV_TIMEOUT_S))[0])
             ws.send(json.dumps({"type": "end"}))
+            assert json.loads(ws.recv(timeout=RECV_TIMEOUT_S))["type"] == "summary"  # its slot is free from here
             return out
 
     with ThreadPoolExecutor(4) as pool:
