@@ -60,8 +60,8 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
     """Closed-form matting (Levin et al.) solved only in an unknown band around a hard matte's edge.
 
     The hard matte of a tracker is a pixel or two off and misses strands; the trimap built from it
-    (eroded core = subject, beyond the dilated band = background) fixes what is certain, and in the
-    band the matting Laplacian lets alpha follow the picture's local colour lines. The guided-filter
+    (core eroded by ``width`` = subject, beyond twice ``width`` = background) fixes what is certain,
+    and in the band the matting Laplacian lets alpha follow the picture's local colour lines. The guided-filter
     alpha is a weak prior there, so a band with no clear colour boundary keeps that answer instead
     of drifting. Alpha is exactly 1 in the core (those pixels stay bit-identical), 0 beyond the band.
     """
@@ -72,7 +72,7 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
     if radius <= 0 or not hard.any():
         return hard.astype(np.float32)
     hard_u8 = hard.astype(np.uint8)
-    inner, outer = max(2, radius // 2), 2 * radius
+    inner, outer = radius, 2 * radius
     core = cv2.erode(hard_u8, _disc(inner)).astype(bool)
     grown = cv2.dilate(hard_u8, _disc(outer)).astype(bool)
     prior = soft_edge(frame_rgb, hard, width)
@@ -89,7 +89,8 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
         laplacian = cf_laplacian(frame_rgb[window].astype(np.float64) / 255.0, epsilon=1e-5, radius=1)
         solved, _ = sparse_linalg.cg(laplacian + sparse.diags(weight), weight * seed, x0=seed, rtol=1e-5, maxiter=500)
         inside = (labels[window] == label) & ~known
-        alpha[window][inside] = np.clip(solved.reshape(inside.shape)[inside], 0.0, 1.0)
+        # snap near-certain values as soft_edge does: the solver's faint haze over the background is no subject
+        alpha[window][inside] = np.clip((solved.reshape(inside.shape)[inside] - 0.05) / 0.9, 0.0, 1.0)
     return alpha
 
 
