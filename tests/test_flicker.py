@@ -9,7 +9,7 @@ from video_helpers import read_all
 from vfx.config import PipelineConfig, with_overrides
 from vfx.job import JobSpec, run_job
 from vfx.restyle.styles import STYLES
-from vfx.restyle.temporal import flicker_ratio
+from vfx.restyle.temporal import flicker_ratio, warping_errors
 from vfx.video import FrameRange, FrameReader, probe
 
 
@@ -39,3 +39,12 @@ def test_restyle_flicker_ratio(tmp_path, style):
     assert ratio <= 1.5
     if style == "style-image":  # auto picks the neural restyle for a painting: its bar is the warping error
         assert warping <= 1.5
+
+
+def test_the_warping_error_leaves_out_a_shot_cut():
+    """Megamind.avi cuts between frames 153 and 154: that pair has no motion to compare, the others do."""
+    frames = np.stack([rgb for _, rgb in FrameReader(probe(SAMPLES / "Megamind.avi"), FrameRange(150, 157)).frames()])
+    errors = warping_errors(frames, frames)
+    assert np.isnan(errors[3])  # 153 -> 154
+    assert all(np.isfinite(e) for i, e in enumerate(errors) if i != 3)
+
