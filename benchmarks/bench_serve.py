@@ -45,8 +45,7 @@ def start(root: Path, num_cpus: int, max_batch: int, wait_s: float) -> tuple[str
 
     from serving.app import run_applications
     from serving.auth import key_digest
-    from serving.priority import ANSWERING
-    from serving.proxy_guard import proxy_environment
+    from serving.cluster import ray_environment
     from serving.settings import load_settings
 
     key = "bench-" + os.urandom(8).hex()
@@ -56,7 +55,7 @@ def start(root: Path, num_cpus: int, max_batch: int, wait_s: float) -> tuple[str
     args = {"state_dir": str(root / "state"), "keys_file": str(root / "keys.yaml"),
             "stream": {"max_batch_size": max_batch, "batch_wait_timeout_s": wait_s, "queue_frames": 8,
                        "max_inflight": WINDOW, "max_streams": 16, "max_streams_per_key": 16}}  # one key, 8 clients
-    os.environ.update({**proxy_environment(load_settings(args)), **ANSWERING})  # as `vfx serve` runs it
+    os.environ.update(ray_environment(load_settings(args)))  # as `vfx serve` runs it
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
     with socket.socket() as s:

@@ -57,8 +57,7 @@ def serve_command(
         raise VfxError("vfx serve needs ray[serve]: pip install 'ray[serve]'") from None
     from serving.app import deployment_options, run_applications
     from serving.auth import KeyRing
-    from serving.priority import ANSWERING
-    from serving.proxy_guard import proxy_environment
+    from serving.cluster import check_nodes, ray_environment
     from serving.settings import load_settings
     from serving.sizing import fit_to_node
 
@@ -69,7 +68,7 @@ def serve_command(
     http = {"host": host or loaded["http"].get("host", "127.0.0.1"), "port": port or loaded["http"].get("port", 8000)}
     url = f"http://{'127.0.0.1' if http['host'] in ('0.0.0.0', '::') else http['host']}:{http['port']}"
     _stop_on_signals()
-    os.environ.update({**proxy_environment(settings), **ANSWERING})  # serving/proxy_guard.py, serving/priority.py
+    os.environ.update(ray_environment(settings))
     try:
         ray.init(num_cpus=num_cpus or _machine_cpus(), include_dashboard=False,
                  runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
@@ -78,8 +77,6 @@ def serve_command(
         if factor < 1.0:
             typer.echo(f"vfx: the deployments ask more CPUs than the {ray.cluster_resources()['CPU']:g} this "
                        f"machine gives Ray (--num-cpus); every num_cpus is scaled by {factor:g}", err=True)
-        from serving.cluster import check_nodes
-
         check_nodes(settings)  # one line if nodes do not share the state dir, or would share SQLite
         serve.start(http_options=http)
         run_applications({**args, "deployments": options}, wait=False)

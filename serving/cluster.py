@@ -21,6 +21,15 @@ from vfx.errors import VfxError
 MARKER_DIR = ".vfx-node-check"
 
 
+def ray_environment(settings: ServeSettings) -> dict[str, str]:
+    """What every Ray process of the service needs in its environment: the request guard in Ray's
+    HTTP proxy (serving/proxy_guard.py) and workers started at niceness 0 (serving/priority.py)."""
+    from serving.priority import ANSWERING
+    from serving.proxy_guard import proxy_environment
+
+    return {**proxy_environment(settings), **ANSWERING}
+
+
 def alive_nodes() -> list[dict[str, Any]]:
     import ray
 

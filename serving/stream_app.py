@@ -84,13 +84,14 @@ class StreamGateway:
             await websocket.close(code=4429, reason=f"this key has {limits.max_streams_per_key} open streams, the limit")
             return
         self.open[principal.name] = self.open.get(principal.name, 0) + 1
-        held = [True]
+        released = False
 
         def release() -> None:
             """Give the slot back once the server is done with the stream: before its summary goes out,
             so a client that reconnects on reading its summary is never refused its own slot."""
-            if held[0]:
-                held[0] = False
+            nonlocal released
+            if not released:
+                released = True
                 self.open[principal.name] -= 1
 
         try:

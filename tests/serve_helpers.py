@@ -67,12 +67,10 @@ def start_app(root: Path, overrides: dict[str, Any] | None = None, deployments: 
             **(overrides or {})}
     if deployments:
         args["deployments"] = deployments
-    from serving.priority import ANSWERING
-    from serving.proxy_guard import proxy_environment
+    from serving.cluster import ray_environment
     from serving.settings import load_settings
 
-    settings = load_settings({k: v for k, v in args.items() if k != "deployments"})
-    os.environ.update({**proxy_environment(settings), **ANSWERING})  # as `vfx serve` does
+    os.environ.update(ray_environment(load_settings({k: v for k, v in args.items() if k != "deployments"})))  # as `vfx serve`
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, namespace="vfx-tests",
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}})
     port = free_port()

@@ -14,8 +14,8 @@ import uvicorn
 import yaml
 
 from serve_helpers import free_port, write_keys
-from serving.priority import ANSWERING
-from serving.proxy_guard import SETTINGS_ENV, ProxyGuard, proxy_environment
+from serving.cluster import ray_environment
+from serving.proxy_guard import SETTINGS_ENV, ProxyGuard
 from serving.settings import load_settings
 from serving.web.session import CSRF_HEADER, SESSION_COOKIE, new_session, seal, session_secret
 
@@ -100,7 +100,7 @@ def test_the_kuberay_manifest_runs_the_guard_with_its_own_args_and_answers_at_ni
     rayservice = next(yaml.safe_load_all((REPO / "configs" / "kuberay-rayservice.yaml").read_text()))
     serve_config = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
     args = next(a for a in serve_config["applications"] if a["name"] == "vfx")["args"]
-    wanted = {**proxy_environment(load_settings(args)), **ANSWERING}
+    wanted = ray_environment(load_settings(args))
     cluster = rayservice["spec"]["rayClusterConfig"]
     pods = [cluster["headGroupSpec"]] + cluster["workerGroupSpecs"]
     for pod in pods:

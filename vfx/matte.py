@@ -34,7 +34,7 @@ def soft_edge(frame_rgb: np.ndarray, hard: np.ndarray, width: float, eps: float 
     radius = int(round(width))
     if radius <= 0 or not hard.any():
         return hard.astype(np.float32)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    kernel = disc(radius)
     hard_u8 = hard.astype(np.uint8)
     grown = cv2.dilate(hard_u8, kernel).astype(bool)
     core = cv2.erode(hard_u8, kernel).astype(bool)
@@ -73,8 +73,8 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
         return hard.astype(np.float32)
     hard_u8 = hard.astype(np.uint8)
     inner, outer = radius, 2 * radius
-    core = cv2.erode(hard_u8, _disc(inner)).astype(bool)
-    grown = cv2.dilate(hard_u8, _disc(outer)).astype(bool)
+    core = cv2.erode(hard_u8, disc(inner)).astype(bool)
+    grown = cv2.dilate(hard_u8, disc(outer)).astype(bool)
     prior = soft_edge(frame_rgb, hard, width)
     alpha = core.astype(np.float32)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(grown.astype(np.uint8), connectivity=8)
@@ -94,7 +94,7 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
     return alpha
 
 
-def _disc(radius: int) -> np.ndarray:
+def disc(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 

@@ -16,7 +16,6 @@ The mask is built from what grey hair is, inside where it can be:
 """
 from __future__ import annotations
 
-
 import cv2
 import numpy as np
 

@@ -371,8 +371,7 @@ class NeuralRestyle(Step):
     def finish_frame(self, painted: np.ndarray, frame: np.ndarray, gain: float, stroke: int) -> np.ndarray:
         base = cv2.blur(painted, (stroke, stroke)) if gain > 1.0 else painted
         # base + gain * (painted - base), scaled to 0..255, rounded and saturated to uint8 in one pass
-        out = cv2.addWeighted(painted, 255.0 * gain, base, 255.0 * (1.0 - gain), 0.0, dtype=cv2.CV_8U) if gain > 1.0 \
-            else cv2.addWeighted(painted, 255.0, painted, 0.0, 0.0, dtype=cv2.CV_8U)
+        out = cv2.addWeighted(painted, 255.0 * gain, base, 255.0 * (1.0 - gain), 0.0, dtype=cv2.CV_8U)
         return keep_colours(out, frame) if self.preserve_colour else out
 
     def finish(self, shot: ShotState) -> dict | None:

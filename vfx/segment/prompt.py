@@ -18,7 +18,7 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
-from vfx.matte import band_matting, fill_holes, is_cut, resize_matte, thumbnail_grey
+from vfx.matte import band_matting, disc, fill_holes, is_cut, resize_matte, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.appearance import Appearance
 from vfx.segment.prompts import SubjectPrompt
@@ -309,7 +309,7 @@ class PromptSegmenter(Step):
         colour models shaved off a little more every frame)."""
         area = float(prior.sum())
         band = int(np.clip(0.06 * np.sqrt(area), 3, 20))
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+        kernel = disc(band)
         prior_u8 = prior.astype(np.uint8)
         grown = cv2.dilate(prior_u8, kernel).astype(bool)
         core = cv2.erode((prior & reliable).astype(np.uint8), kernel).astype(bool)
@@ -416,8 +416,7 @@ def _two_motions(back: np.ndarray, core: np.ndarray, grown: np.ndarray, band: in
     """The subject's and the world's motion to the neighbour frame: medians of the flow in the subject's
     core and in a ring of the world beyond the band; None when they are within a pixel of each other,
     where motion cannot tell them apart."""
-    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (4 * band + 1, 4 * band + 1))
-    ring = cv2.dilate(grown.astype(np.uint8), reach).astype(bool) & ~grown
+    ring = cv2.dilate(grown.astype(np.uint8), disc(2 * band)).astype(bool) & ~grown
     if core.sum() < 50 or ring.sum() < 50:
         return None
     subject, world = np.median(back[core], axis=0), np.median(back[ring], axis=0)
