@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL 15 for the consent tests.
-#   eval "$(.ci/postgres.sh start)"   installs Debian's postgresql if missing, inits .ci-pg/ in the
-#                                     repo, starts it on 127.0.0.1:${VFX_PG_PORT:-54329} and prints
+#   eval "$(.ci/postgres.sh start)"   installs Debian's postgresql if missing, inits a data folder
+#                                     (PG below), starts it on 127.0.0.1:${VFX_PG_PORT:-54329} and prints
 #                                     `export VFX_TEST_PG_URL=postgresql://vfx@127.0.0.1:PORT/vfx`
-#   .ci/postgres.sh stop              stops it (the data folder stays; `rm -rf .ci-pg` to reset)
-# PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user.
+#   .ci/postgres.sh stop              stops it (the data folder stays; remove it to reset)
+# PostgreSQL refuses to run as root, so as root the cluster belongs to the `postgres` user, and its
+# folder is one that user can reach: /tmp/vfx-ci-pg-<hash of this checkout's path>, because a checkout
+# inside a private folder (`mktemp -d` makes them 0700) cannot be entered by it. Otherwise .ci-pg/ here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
-DATA="$ROOT/.ci-pg/data"
+if [ "$(id -u)" = 0 ]; then
+    PG="/tmp/vfx-ci-pg-$(printf %s "$ROOT" | sha256sum | cut -c1-12)"
+else
+    PG="$ROOT/.ci-pg"
+fi
+DATA="$PG/data"
 PORT="${VFX_PG_PORT:-54329}"
 
 bin_dir() {
@@ -29,19 +36,23 @@ as_owner() {
 
 start() {
     local bin; bin=$(bin_dir)
-    mkdir -p "$ROOT/.ci-pg"
+    if [ -L "$PG" ] || { [ -e "$PG" ] && [ "$(stat -c %U "$PG")" != postgres ] && [ "$(stat -c %U "$PG")" != "$(id -un)" ]; }; then
+        echo "postgres.sh: $PG is a link or someone else's; remove it" >&2; exit 1
+    fi
+    mkdir -p "$PG"
     if [ "$(id -u)" = 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system --no-create-home postgres
-        chown postgres "$ROOT/.ci-pg"
+        chmod 700 "$PG"
+        chown postgres "$PG"
     fi
     if [ ! -f "$DATA/PG_VERSION" ]; then
-        as_owner "$bin/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 >"$ROOT/.ci-pg/initdb.log" 2>&1 \
-            || { cat "$ROOT/.ci-pg/initdb.log" >&2; exit 1; }
+        as_owner "$bin/initdb" -D "$DATA" -U postgres --auth=trust -E UTF8 >"$PG/initdb.log" 2>&1 \
+            || { cat "$PG/initdb.log" >&2; exit 1; }
     fi
     if ! as_owner "$bin/pg_ctl" -D "$DATA" status >/dev/null 2>&1; then
-        as_owner "$bin/pg_ctl" -D "$DATA" -l "$ROOT/.ci-pg/server.log" -w -t 60 \
-            -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$ROOT/.ci-pg -c max_connections=100 -c fsync=off" \
-            start >&2 || { tail -n 20 "$ROOT/.ci-pg/server.log" >&2; exit 1; }
+        as_owner "$bin/pg_ctl" -D "$DATA" -l "$PG/server.log" -w -t 60 \
+            -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories=$PG -c max_connections=100 -c fsync=off" \
+            start >&2 || { tail -n 20 "$PG/server.log" >&2; exit 1; }
     fi
     local psql=("$bin/psql" -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1 -qtA)
     "${psql[@]}" -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname='vfx'" | grep -q 1 \

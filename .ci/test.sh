@@ -5,7 +5,8 @@
 # state (address, auth token) of the other modules reaches it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-eval "$(.ci/postgres.sh start)"
+pg_env=$(.ci/postgres.sh start) || { echo "ci: PostgreSQL did not start (above)" >&2; exit 1; }
+eval "$pg_env"
 trap '.ci/postgres.sh stop >/dev/null 2>&1 || true' EXIT
 cluster_test=tests/test_serve_cluster.py
 serve_tests=()
