@@ -31,7 +31,7 @@ bin_dir() {
 }
 
 as_owner() {
-    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+    if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi  # cd /: it may not enter ours
 }
 
 start() {
