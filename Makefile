@@ -4,8 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 SAMPLE_FILES := vtest.avi Megamind.avi Megamind_bugy.avi messi5.jpg building.jpg starry_night.jpg
-# Tests read ../shared/samples when it is there (CI), else ./samples fetched from Debian's opencv-doc.
-TEST_SAMPLES := $(if $(wildcard ../shared/samples/vtest.avi),,samples/vtest.avi)
+# Tests read ../shared/samples when it is there (CI), else ./samples: Debian's opencv-doc footage and
+# the face photographs in face_recognition 1.3.0's source distribution on PyPI (../shared/samples/README.md).
+FACE_FILES := biden.jpg obama2.jpg obama3.jpg
+TEST_SAMPLES := $(if $(wildcard ../shared/samples/vtest.avi),,samples/vtest.avi samples/biden.jpg)
 
 .PHONY: setup system demo test bench
 
@@ -30,6 +32,13 @@ samples/vtest.avi:
 	tmp=$$(mktemp -d) && cd $$tmp && apt-get download opencv-doc >/dev/null && dpkg -x opencv-doc_*.deb x && \
 	  mkdir -p $(CURDIR)/samples && \
 	  for f in $(SAMPLE_FILES); do cp x/usr/share/doc/opencv-doc/examples/data/$$f $(CURDIR)/samples/; done && \
+	  rm -rf $$tmp
+
+samples/biden.jpg: setup
+	tmp=$$(mktemp -d) && \
+	  $(VENV)/bin/pip download --quiet --no-deps --no-binary :all: --no-build-isolation face_recognition==1.3.0 -d $$tmp && \
+	  tar xzf $$tmp/face_recognition-1.3.0.tar.gz -C $$tmp && mkdir -p $(CURDIR)/samples && \
+	  for f in $(FACE_FILES); do cp $$tmp/face_recognition-1.3.0/tests/test_images/$$f $(CURDIR)/samples/; done && \
 	  rm -rf $$tmp
 
 demo: setup samples/vtest.avi

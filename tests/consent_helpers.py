@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import functools
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import numpy as np
 
+from conftest import SAMPLES
 from vfx.face.identity import detect_faces, embed_faces
 from vfx.frames import Face
 from vfx.video import FrameReader, probe
 from vfx.video.probe import FrameRange
 
-MEGAMIND = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "Megamind.avi"
+MEGAMIND = SAMPLES / "Megamind.avi"
 ENROL_FRAMES = (30, 55, 5)  # first, last, step: frames where the big-headed character is largest
 TEST_FRAME = 80  # both characters in view, neither used for enrolment
 

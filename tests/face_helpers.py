@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from conftest import SAMPLES
 from vfx.consent.gate import ConsentGate, GateConfig, open_gate
 from vfx.consent.grants import issue_grant
 from vfx.consent.keys import generate_key, key_id, load_private_key, public_key_text
@@ -20,7 +21,7 @@ from vfx.frames import Face, ShotState
 from vfx.video import FrameReader, probe
 from vfx.video.probe import FrameRange
 
-MEGAMIND = Path(__file__).resolve().parents[1].parent / "shared" / "samples" / "Megamind.avi"
+MEGAMIND = SAMPLES / "Megamind.avi"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 PROJECT = "face-tests"
 SHOT = FrameRange(140, 196)
@@ -76,8 +77,6 @@ def run_step(step, frames: FrameRange = SHOT, batch_size: int = 16):
 def granted(faces: list[Face], operation: str) -> Face | None:
     return next((f for f in faces if operation in f.allowed_ops), None)
 
-
-SAMPLES = MEGAMIND.parent
 
 
 def still(name: str) -> np.ndarray:

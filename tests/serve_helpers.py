@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 import yaml
 
+from conftest import SAMPLES
 from serving.auth import key_digest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLES = REPO.parent / "shared" / "samples"
+
 ROLES = ("operator", "rights_holder", "admin")
 
 

@@ -11,12 +11,13 @@ import av
 import numpy as np
 import pytest
 
+from conftest import SAMPLES
 from vfx.errors import VfxError
 from vfx.provenance import signing_material, verify_provenance, write_provenance
 from vfx.provenance.c2pa_embed import TRAINED_COMPOSITE, read_c2pa
 
 REPO = Path(__file__).resolve().parents[1]
-MEGAMIND = REPO.parent / "shared" / "samples" / "Megamind.avi"
+MEGAMIND = SAMPLES / "Megamind.avi"
 
 
 def small_mp4(path: Path, frames: int = 6) -> Path:
