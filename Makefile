@@ -34,7 +34,7 @@ samples/vtest.avi:
 	  for f in $(SAMPLE_FILES); do cp x/usr/share/doc/opencv-doc/examples/data/$$f $(CURDIR)/samples/; done && \
 	  rm -rf $$tmp
 
-samples/biden.jpg: setup
+samples/biden.jpg: $(VENV)/.installed
 	tmp=$$(mktemp -d) && \
 	  $(VENV)/bin/pip download --quiet --no-deps --no-binary :all: --no-build-isolation face_recognition==1.3.0 -d $$tmp && \
 	  tar xzf $$tmp/face_recognition-1.3.0.tar.gz -C $$tmp && mkdir -p $(CURDIR)/samples && \
