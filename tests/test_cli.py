@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from conftest import SAMPLES
 from video_helpers import read_all, run_cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 VTEST = str(SAMPLES / "vtest.avi")
 
@@ -29,7 +32,7 @@ def assert_refused(result, fragment: str, folder) -> None:
     ([VTEST, "--subject", "circle:1,2", "--style", "oil"], "expected person, box"),
     ([VTEST, "--style", "oil", "--frames", "700-900"], "outside the source"),
     ([VTEST], "nothing to do"),
-    ([str(SAMPLES / "README.md"), "--style", "oil"], "not a readable video"),
+    ([str(REPO / "README.md"), "--style", "oil"], "not a readable video"),  # a real file, not a video
     ([VTEST, "--style", "oil", "--config", "nope.yaml"], "config file not found"),
     ([VTEST, "--rejuvenate", "0.5"], "consent-gated steps need a project name"),
 ])
