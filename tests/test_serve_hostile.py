@@ -277,7 +277,7 @@ def test_a_style_picture_upload_is_probed_before_it_is_used(app, tmp_path):
                                files={"style_picture": (picture.name, f, "image/png")})
 
     refused = send(bomb, {})
-    not_a_picture = send(SAMPLES / "README.md", {})
+    not_a_picture = send(Path(__file__).resolve().parents[1] / "README.md", {})  # a real file, not a picture
     both = send(SAMPLES / "starry_night.jpg", {"restyle": {"style_image": str(SAMPLES / "starry_night.jpg")}})
     assert refused.status_code == 413 and "style_image: Image size (900000000 pixels) exceeds limit" in refused.json()["detail"]
     assert not_a_picture.status_code == 422 and "not a readable picture" in not_a_picture.json()["detail"]
