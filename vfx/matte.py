@@ -7,6 +7,11 @@ import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 
 
+# The guided-filter prior's weight in the band where the outline is ragged: enough to settle flat stretches that
+# no colour line reaches, too weak to hold the outline's fill between strands (0.05, the smooth-edge weight, kept it).
+RAGGED_PRIOR_WEIGHT = 1e-3
+
+
 def feather(hard: np.ndarray, width: float) -> np.ndarray:
     """Soften a binary matte outward over ``width`` pixels; inside the subject it stays exactly 1.
 
@@ -63,7 +68,10 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
     (core eroded by ``width`` = subject, beyond twice ``width`` = background) fixes what is certain,
     and in the band the matting Laplacian lets alpha follow the picture's local colour lines. The guided-filter
     alpha is a weak prior there, so a band with no clear colour boundary keeps that answer instead
-    of drifting. Alpha is exactly 1 in the core (those pixels stay bit-identical), 0 beyond the band.
+    of drifting. Where the outline is ragged (hair, fur: see ``ragged_zone``) the tracker's cut is least
+    to be trusted, so there the unknown band reaches twice as deep inside and the prior is nearly off:
+    the colour lines alone separate strands from the background between them. Alpha is exactly 1 in
+    the core (those pixels stay bit-identical), 0 beyond the band.
     """
     from pymatting import cf_laplacian  # imported here: numba compiles it on first use
 
@@ -73,7 +81,9 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
         return hard.astype(np.float32)
     hard_u8 = hard.astype(np.uint8)
     inner, outer = radius, 2 * radius
-    core = cv2.erode(hard_u8, disc(inner)).astype(bool)
+    ragged = ragged_zone(hard, radius)
+    deep = cv2.erode(hard_u8, disc(2 * inner)).astype(bool)
+    core = cv2.erode(hard_u8, disc(inner)).astype(bool) & (deep | ~ragged)
     grown = cv2.dilate(hard_u8, disc(outer)).astype(bool)
     prior = soft_edge(frame_rgb, hard, width)
     alpha = core.astype(np.float32)
@@ -84,14 +94,51 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
         y0, y1, x0, x1 = max(0, y - 2), min(h, y + bh + 2), max(0, x - 2), min(w, x + bw + 2)
         window = (slice(y0, y1), slice(x0, x1))
         known = ~grown[window] | core[window]
-        seed = prior[window].astype(np.float64).ravel()
-        weight = np.where(known.ravel(), 100.0, prior_weight)
+        seed = prior[window].astype(np.float64)
+        seed[known] = core[window][known]
+        weight = np.where(ragged[window], RAGGED_PRIOR_WEIGHT, prior_weight)
         laplacian = cf_laplacian(frame_rgb[window].astype(np.float64) / 255.0, epsilon=1e-5, radius=1)
-        solved, _ = sparse_linalg.cg(laplacian + sparse.diags(weight), weight * seed, x0=seed, rtol=1e-5, maxiter=500)
+        solved = _solve_unknown(laplacian, weight, seed, ~known)
         inside = (labels[window] == label) & ~known
         # snap near-certain values as soft_edge does: the solver's faint haze over the background is no subject
-        alpha[window][inside] = np.clip((solved.reshape(inside.shape)[inside] - 0.05) / 0.9, 0.0, 1.0)
+        alpha[window][inside] = np.clip((solved[inside] - 0.05) / 0.9, 0.0, 1.0)
     return alpha
+
+
+def _solve_unknown(laplacian: sparse.csr_matrix, weight: np.ndarray, seed: np.ndarray, unknown: np.ndarray) -> np.ndarray:
+    """Minimise a'La + sum(weight (a - seed)^2) over the unknown pixels, the known ones held at ``seed``.
+
+    Solving for the unknown pixels alone, with a Jacobi preconditioner, holds the known ones exactly
+    and needs far fewer conjugate-gradient steps than the whole window with stiff weights on the
+    known pixels. The tolerance is relative to the unknown pixels' own right-hand side: 1e-3 gave the
+    same edge-band error as 1e-5 on the soft-edged clips, in half the time.
+    """
+    flat = unknown.ravel()
+    if not flat.any():
+        return seed
+    known_values = seed.ravel()[~flat]
+    rows = laplacian.tocsr()[flat]
+    system = rows[:, flat] + sparse.diags(weight.ravel()[flat])
+    rhs = weight.ravel()[flat] * seed.ravel()[flat] - rows[:, ~flat] @ known_values
+    jacobi = sparse.diags(1.0 / system.diagonal())
+    solved_unknown, _ = sparse_linalg.cg(system, rhs, x0=seed.ravel()[flat], rtol=1e-3, maxiter=500, M=jacobi)
+    solved = seed.ravel().copy()
+    solved[flat] = solved_unknown
+    return solved.reshape(seed.shape)
+
+
+def ragged_zone(hard: np.ndarray, radius: int) -> np.ndarray:
+    """Pixels within ``2 * radius`` of where the outline has spikes or notches narrower than ``2 * radius``.
+
+    A tracker's cut around hair hugs the strands' tips and fills the background between them (the
+    colour models cannot tell it from the subject); a spiky, notched outline is what gives that away,
+    while a smooth stretch of outline is where the cut is sound.
+    """
+    hard_u8 = hard.astype(np.uint8)
+    kernel = disc(radius)
+    spikes = hard & ~cv2.morphologyEx(hard_u8, cv2.MORPH_OPEN, kernel).astype(bool)
+    notches = cv2.morphologyEx(hard_u8, cv2.MORPH_CLOSE, kernel).astype(bool) & ~hard
+    return cv2.dilate((spikes | notches).astype(np.uint8), disc(2 * radius)).astype(bool)
 
 
 def disc(radius: int) -> np.ndarray:
