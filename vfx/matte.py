@@ -7,9 +7,14 @@ import scipy.sparse as sparse
 import scipy.sparse.linalg as sparse_linalg
 
 
-# The guided-filter prior's weight in the band where the outline is ragged: enough to settle flat stretches that
-# no colour line reaches, too weak to hold the outline's fill between strands (0.05, the smooth-edge weight, kept it).
+# The guided-filter prior's weight in the band where the outline is ragged: too weak to hold the outline's fill
+# between strands (0.05, the smooth-edge weight, kept it) ...
 RAGGED_PRIOR_WEIGHT = 1e-3
+# ... except on flat pixels (summed per-channel standard deviation over 5x5 below this many levels, about the
+# footage's noise): no colour line passes there to decide, so the prior holds them (weight 1). Without this a
+# right outline did worse than before (dark strands on a dark background faded out).
+FLAT_LEVELS = 8.0
+FLAT_PRIOR_WEIGHT = 1.0
 
 
 def feather(hard: np.ndarray, width: float) -> np.ndarray:
@@ -69,8 +74,8 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
     and in the band the matting Laplacian lets alpha follow the picture's local colour lines. The guided-filter
     alpha is a weak prior there, so a band with no clear colour boundary keeps that answer instead
     of drifting. Where the outline is ragged (hair, fur: see ``ragged_zone``) the tracker's cut is least
-    to be trusted, so there the unknown band reaches twice as deep inside and the prior is nearly off:
-    the colour lines alone separate strands from the background between them. Alpha is exactly 1 in
+    to be trusted, so there the unknown band reaches twice as deep inside and the prior is nearly off
+    wherever the picture has colour lines: they alone separate strands from the background between them. Alpha is exactly 1 in
     the core (those pixels stay bit-identical), 0 beyond the band.
     """
     from pymatting import cf_laplacian  # imported here: numba compiles it on first use
@@ -96,7 +101,8 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
         known = ~grown[window] | core[window]
         seed = prior[window].astype(np.float64)
         seed[known] = core[window][known]
-        weight = np.where(ragged[window], RAGGED_PRIOR_WEIGHT, prior_weight)
+        flat = _local_contrast(frame_rgb[window]) < FLAT_LEVELS
+        weight = np.where(ragged[window], np.where(flat, FLAT_PRIOR_WEIGHT, RAGGED_PRIOR_WEIGHT), prior_weight)
         laplacian = cf_laplacian(frame_rgb[window].astype(np.float64) / 255.0, epsilon=1e-5, radius=1)
         solved = _solve_unknown(laplacian, weight, seed, ~known)
         inside = (labels[window] == label) & ~known
@@ -125,6 +131,14 @@ def _solve_unknown(laplacian: sparse.csr_matrix, weight: np.ndarray, seed: np.nd
     solved = seed.ravel().copy()
     solved[flat] = solved_unknown
     return solved.reshape(seed.shape)
+
+
+def _local_contrast(rgb: np.ndarray) -> np.ndarray:
+    """Per-channel standard deviation over 5x5 pixels, summed over the channels (grey levels)."""
+    image = rgb.astype(np.float32)
+    mean = cv2.blur(image, (5, 5))
+    variance = np.maximum(cv2.blur(image * image, (5, 5)) - mean * mean, 0.0)
+    return np.sqrt(variance).sum(axis=-1)
 
 
 def ragged_zone(hard: np.ndarray, radius: int) -> np.ndarray:
