@@ -146,3 +146,21 @@ def test_strength_and_preserve_colour(starry_step):
     chroma = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(int)  # noqa: E731
     assert np.abs(chroma(kept_out[0]) - chroma(frames[0])).mean() < 3
     assert np.abs(chroma(strong_out[0]) - chroma(frames[0])).mean() > 5
+
+
+def test_new_content_brings_the_next_key_frame_sooner(starry_step):
+    """A still shot is painted every ``neural_every`` frames; a piece of a real photograph sliding in
+    reveals new content, and the network paints again before the carried painting smears over it."""
+    still = np.stack([frames_of("Megamind.avi", 10, 10, width=360)[0]] * 12)
+    shot = shot_for(still)
+    restyle(starry_step, still, batch=6, shot=shot)
+    assert starry_step.finish(shot)["neural_key_frames"] == 2  # frames 0 and 6 (neural_every 6)
+    building = cv2.cvtColor(cv2.imread(str(SAMPLES / "building.jpg")), cv2.COLOR_BGR2RGB)
+    patch = cv2.resize(building, (80, 80), interpolation=cv2.INTER_AREA)
+    moving = still.copy()
+    for t in range(len(moving)):
+        x = 20 + 24 * t
+        moving[t, 100:180, x:x + 80] = patch[:, :min(80, moving.shape[2] - x)]
+    shot = shot_for(moving)
+    restyle(starry_step, moving, batch=6, shot=shot)
+    assert starry_step.finish(shot)["neural_key_frames"] >= 4

@@ -6,7 +6,8 @@ Two networks, both fully convolutional:
 - a 26-style conditional-instance-norm network (Dumoulin et al. 2017): built-in styles and blends.
 
 Per batch: the flow of every frame against the one before it comes first (vfx/restyle/temporal.py).
-The key frames (every ``neural_every``-th frame of the shot, and every restart at a cut) are shrunk
+The key frames (every restart at a cut, then once new content covers NOVEL_REPAINT of the frame, at
+most ``neural_every`` frames apart) are shrunk
 to the working size (``neural_size``: the scale of the brush strokes) and go through the network in
 one run; the frames between show the stabilised painting carried along the flow. Each painting is brought back to full resolution
 (cubic, plus the fine detail band of the full-resolution frame: strokes and colours from the painting,
@@ -42,6 +43,10 @@ log = logging.getLogger(__name__)
 PREDICT, TRANSFORM, MULTI = "style_arbitrary_predict", "style_arbitrary_transform", "style_multistyle26"
 STYLE_COUNT = 26
 STYLE_SIDE = 256  # the style-prediction network's input
+# Paint afresh once this fraction of the frame has been revealed since the last key frame: the carried
+# painting cannot cover new content (it smears the neighbours' strokes into it), so walkers and
+# disocclusions bring key frames sooner, and a still shot waits up to ``neural_every`` frames.
+NOVEL_REPAINT = 0.02
 # Names for the 26-style network's styles (it ships without any): what each looks like.
 NEURAL_STYLES: dict[str, int] = {
     "ink": 1, "abstract": 3, "autumn": 5, "dots": 6, "primary": 7, "mosaic": 9, "sepia": 10, "stained_glass": 13,
@@ -295,6 +300,8 @@ def lost_contrast(fresh: np.ndarray, stable: np.ndarray, stroke: int) -> float:
 class NeuralState:
     vector: np.ndarray | None = None  # the shot's style vector (painting blended with the shot's own)
     carried: int = 0  # frames since the last key frame (one the network painted)
+    novel: float = 0.0  # fraction of the frame revealed since the last key frame (summed Motion.novel)
+    painted: int = 0  # key frames the network painted
     gain: float = 1.0  # stroke contrast the temporal averaging took away (see lost_contrast)
     temporal: TemporalState = field(default_factory=TemporalState)
 
@@ -332,10 +339,14 @@ class NeuralRestyle(Step):
         w, h = self.work_size(*batch.size)
         moves = motions(list(sources), state.temporal, (w, h))
         keys = []
-        for i, motion in enumerate(moves):  # every `every`-th frame from the last restart
-            state.carried = 0 if motion.back is None or state.carried >= self.every - 1 else state.carried + 1
-            if state.carried == 0:
+        for i, motion in enumerate(moves):
+            state.novel += motion.novel
+            if motion.back is None or state.carried >= self.every - 1 or state.novel > NOVEL_REPAINT:
+                state.carried, state.novel = 0, 0.0
                 keys.append(i)
+            else:
+                state.carried += 1
+        state.painted += len(keys)
         fresh = {}
         if keys:
             small = np.stack(map_frames(lambda i: cv2.resize(sources[i], (w, h), interpolation=cv2.INTER_AREA), keys))
@@ -383,7 +394,7 @@ class NeuralRestyle(Step):
 
     def finish(self, shot: ShotState) -> dict | None:
         state = shot.steps.get(self.name)
-        return {"neural_restarts": state.temporal.resets} if isinstance(state, NeuralState) else None
+        return {"neural_restarts": state.temporal.resets, "neural_key_frames": state.painted} if isinstance(state, NeuralState) else None
 
 
 # -- registry hooks ------------------------------------------------------------------------------

@@ -113,7 +113,8 @@ class Motion:
     back: np.ndarray | None = None  # flow t -> t-1, full size
     prior: tuple[np.ndarray, np.ndarray] | None = None  # frame t-1's grey and small grey, for ``check``
     agree: np.ndarray | None = None  # float32 0..1: forward and backward flow agree (after ``check``)
-    residual: np.ndarray | None = None  # |source t - warped source t-1| in grey levels (after ``check``)
+    residual: np.ndarray | None = None  # uint8 |source t - warped source t-1| in grey levels
+    novel: float = 0.0  # fraction of the frame the previous one does not explain (residual above NOVEL_LEVELS)
 
     def check(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> Motion:
         """Where the backward flow can be trusted: the forward flow at the small size agrees with it
@@ -124,8 +125,10 @@ class Motion:
             h, w = self.small.shape
             agree = flows_agree(resize_flow(self.back, (w, h)), dis_flow(prior_small, self.small, preset))
             self.agree = cv2.resize(agree.astype(np.float32), self.grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
-            self.residual = cv2.absdiff(self.grey, warp(prior, self.back)).astype(np.float32)
         return self
+
+
+NOVEL_LEVELS = 20  # grey levels of motion-compensated change that mean new content (walkers, disocclusions)
 
 
 def motions(sources: list[np.ndarray], state: TemporalState, check_size: tuple[int, int],
@@ -149,6 +152,9 @@ def motions(sources: list[np.ndarray], state: TemporalState, check_size: tuple[i
             return motion
         motion.back = dis_flow(greys[i], prior, preset)
         motion.prior = (prior, prior_small)
+        residual = cv2.absdiff(greys[i], warp(prior, motion.back))
+        motion.novel = cv2.countNonZero(cv2.compare(residual, NOVEL_LEVELS, cv2.CMP_GT)) / residual.size
+        motion.residual = residual
         return motion
 
     return map_frames(one, list(range(len(sources))))
@@ -162,7 +168,7 @@ def carry_weight(motion: Motion, keep: float, change: float) -> np.ndarray:
     either carries the previous painting or takes the fresh one, because a half-and-half mix of two
     unrelated stroke patterns is a blur, not a painting.
     """
-    soft = keep * motion.agree * np.exp(motion.residual * (-1.0 / change))
+    soft = keep * motion.agree * np.exp(motion.residual.astype(np.float32) * (-1.0 / change))
     return np.clip(2.0 * soft - 0.5, 0.0, keep)[..., None]
 
 
