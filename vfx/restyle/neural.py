@@ -206,6 +206,9 @@ class Network:
         options.intra_op_num_threads = cpu_workers()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # ORT's workers spin on the CPU after every run by default, waiting for the next one; here the
+        # flow, carrying and encoding threads need that core between the network's runs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers: list = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             index = int(device.partition(":")[2] or 0)
