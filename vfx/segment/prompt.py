@@ -297,10 +297,11 @@ class PromptSegmenter(Step):
         forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         disagreement = np.linalg.norm(back + forward_there, axis=-1)
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
-        return self._refine(rgb, warped, reliable, person, back, neighbour_gray)
+        return self._refine(rgb, warped, reliable, person, back, neighbour_gray, mask)
 
     def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: bool = False,
-                back: np.ndarray | None = None, neighbour_gray: np.ndarray | None = None) -> np.ndarray:
+                back: np.ndarray | None = None, neighbour_gray: np.ndarray | None = None,
+                neighbour_mask: np.ndarray | None = None) -> np.ndarray:
         """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed.
         Where the subject and the world around it move differently (``back``: flow to the neighbour
         frame ``neighbour_gray``), textured band pixels moving with the world cannot join the subject,
@@ -328,6 +329,11 @@ class PromptSegmenter(Step):
                 subject_fits, world_fits = _which_motion_fits(gray, neighbour_gray, *motions)
                 labels[(prior & subject_fits & textured & reliable)[sl]] = cv2.GC_FGD
                 labels[(grown & ~core & world_fits & textured)[sl]] = cv2.GC_BGD
+                fits = _only_subject_fits(gray, neighbour_gray, *motions)
+                if neighbour_mask is not None:  # uncovered by the subject: the world's motion cannot explain it either
+                    fits &= ~_shifted(neighbour_mask.astype(np.uint8), *motions[1]).astype(bool)
+                beyond = _grown_by_motion(prior, fits, 3 * band)
+                labels[(beyond & ~prior)[sl]] = cv2.GC_FGD
         refined = prior.copy()
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():
             roi = np.ascontiguousarray(rgb[sl])
@@ -451,6 +457,29 @@ def _which_motion_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np
     subject_fits = (to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT)
     world_fits = (to_world < 0.5 * to_subject) & (to_subject - to_world > MOTION_FIT)
     return subject_fits, world_fits
+
+
+def _shifted(gray: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    h, w = gray.shape
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(gray, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _only_subject_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """Pixels the subject's motion explains and no motion within a pixel of the world's does."""
+    image = gray.astype(np.float32)
+    def residual(dx: float, dy: float) -> np.ndarray:
+        return np.abs(image - _shifted(neighbour_gray, dx, dy).astype(np.float32))
+
+    to_subject = residual(*subject)
+    to_world = np.min([residual(world[0] + dx, world[1] + dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)], axis=0)
+    return (to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT) & (to_subject < MOTION_FIT)
+
+
+def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) -> np.ndarray:
+    """Pixels within ``reach`` of the prior that the subject's motion explains, connected to the prior through such pixels."""
+    zone = cv2.dilate(prior.astype(np.uint8), disc(reach)).astype(bool)
+    return _regions_touching(prior | (subject_fits & zone), prior) & ~prior
 
 
 def seed_frame(number: int) -> None:
