@@ -477,19 +477,27 @@ def _shifted(gray: np.ndarray, dx: float, dy: float) -> np.ndarray:
 def _only_subject_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np.ndarray, world: np.ndarray) -> np.ndarray:
     """Pixels the neighbour frame shifted by the subject's motion matches (within ``MOTION_FIT`` levels)
     and the world's motion, give or take ``WORLD_SLACK``, clearly does not: strands whose colour is the
-    background's (dark hair on a dark wall), which GrabCut's colour models drop."""
+    background's (dark hair on a dark wall), which GrabCut's colour models drop. Flat pixels (3x3 grey
+    standard deviation within half of ``MOTION_FIT``) are left out: a dark coat of a passer-by matches
+    wherever any motion puts it."""
     image = gray.astype(np.float32)
     to_subject = np.abs(image - _shifted(neighbour_gray, *subject).astype(np.float32))
     moved = _shifted(neighbour_gray, *world).astype(np.float32)
     gy, gx = np.gradient(moved)
     to_world = np.maximum(np.abs(image - moved) - WORLD_SLACK * np.hypot(gx, gy), 0.0)
-    return (to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT) & (to_subject < MOTION_FIT)
+    mean = cv2.blur(image, (3, 3))
+    contrast = np.sqrt(np.maximum(cv2.blur(image * image, (3, 3)) - mean * mean, 0.0))
+    return ((to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT) & (to_subject < MOTION_FIT)
+            & (contrast > 0.5 * MOTION_FIT))
 
 
 def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) -> np.ndarray:
-    """Pixels within ``reach`` of the prior that the subject's motion explains, connected to the prior through such pixels."""
+    """Pixels within ``reach`` of the prior that the subject's motion explains, connected to the prior through
+    such pixels, one-pixel gaps bridged."""
     zone = cv2.dilate(prior.astype(np.uint8), disc(reach)).astype(bool)
-    return _regions_touching(prior | (subject_fits & zone), prior) & ~prior
+    found = subject_fits & zone
+    bridged = cv2.dilate(found.astype(np.uint8), disc(1)).astype(bool)  # a strand's anti-aliased pixel may miss the test
+    return _regions_touching(prior | bridged, prior) & found & ~prior
 
 
 def seed_frame(number: int) -> None:
