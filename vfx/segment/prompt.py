@@ -307,9 +307,10 @@ class PromptSegmenter(Step):
         frame ``neighbour_gray``), textured band pixels moving with the world cannot join the subject,
         whatever their colours (a passer-by behind the subject's edge), and textured prior pixels that
         the subject's motion explains stay in it (the subject's grass against a lawn, which GrabCut's
-        colour models shaved off a little more every frame). Pixels beyond the prior that only the
-        subject's motion explains join it, grown from the prior (``neighbour_mask``, the neighbour
-        frame's subject, tells background just uncovered from them)."""
+        colour models shaved off a little more every frame). Pixels up to three band widths beyond the
+        prior that only the subject's motion explains join it, grown from the prior, and those in the
+        prior stay (dark strands on a dark wall, which GrabCut's colours would drop again every frame);
+        ``neighbour_mask``, the neighbour frame's subject, tells background just uncovered from them."""
         area = float(prior.sum())
         band = int(np.clip(0.06 * np.sqrt(area), 3, 20))
         kernel = disc(band)
@@ -331,11 +332,10 @@ class PromptSegmenter(Step):
                 subject_fits, world_fits = _which_motion_fits(gray, neighbour_gray, *motions)
                 labels[(prior & subject_fits & textured & reliable)[sl]] = cv2.GC_FGD
                 labels[(grown & ~core & world_fits & textured)[sl]] = cv2.GC_BGD
-                fits = _only_subject_fits(gray, neighbour_gray, *motions)
+                fits = _only_subject_fits(gray[sl], neighbour_gray[sl], *motions)
                 if neighbour_mask is not None:  # just uncovered by the subject: the world's motion cannot explain it either
-                    fits &= ~_shifted(neighbour_mask.astype(np.uint8), *motions[1]).astype(bool)
-                beyond = _grown_by_motion(prior, fits, 3 * band)
-                labels[(beyond & ~prior)[sl]] = cv2.GC_FGD
+                    fits &= ~_shifted(neighbour_mask[sl].astype(np.uint8), *motions[1]).astype(bool)
+                labels[_grown_by_motion(prior[sl], fits, 3 * band)] = cv2.GC_FGD
         refined = prior.copy()
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():
             roi = np.ascontiguousarray(rgb[sl])
@@ -492,12 +492,12 @@ def _only_subject_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np
 
 
 def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) -> np.ndarray:
-    """Pixels within ``reach`` of the prior that the subject's motion explains, connected to the prior through
-    such pixels, one-pixel gaps bridged."""
+    """Pixels in the prior or within ``reach`` of it that the subject's motion explains, connected to the
+    prior through such pixels, one-pixel gaps bridged."""
     zone = cv2.dilate(prior.astype(np.uint8), disc(reach)).astype(bool)
     found = subject_fits & zone
     bridged = cv2.dilate(found.astype(np.uint8), disc(1)).astype(bool)  # a strand's anti-aliased pixel may miss the test
-    return _regions_touching(prior | bridged, prior) & found & ~prior
+    return _regions_touching(prior | bridged, prior) & found
 
 
 def seed_frame(number: int) -> None:
