@@ -169,7 +169,8 @@ def edge_elsewhere(frames: int = 16) -> None:
     from vfx.segment.prompts import SubjectPrompt
 
     print(f"prompted matte, soft-edged cut-out over other footage, {frames} frames, width 6 px:")
-    for video, start in (("vtest.avi", 20), ("vtest.avi", 500), ("vtest.avi", 700), ("Megamind.avi", 100)):
+    for video, start in (("vtest.avi", 20), ("vtest.avi", 300), ("vtest.avi", 500), ("vtest.avi", 700), ("Megamind.avi", 10),
+                         ("Megamind.avi", 100), ("Megamind.avi", 200), ("Megamind_bugy.avi", 160)):
         original = clip_helpers.background
         clip_helpers.background = functools.partial(original, start=start, video=video)
         try:

@@ -297,16 +297,20 @@ class PromptSegmenter(Step):
         forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         disagreement = np.linalg.norm(back + forward_there, axis=-1)
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
-        return self._refine(rgb, warped, reliable, person, back, neighbour_gray)
+        return self._refine(rgb, warped, reliable, person, back, neighbour_gray, mask)
 
     def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: bool = False,
-                back: np.ndarray | None = None, neighbour_gray: np.ndarray | None = None) -> np.ndarray:
+                back: np.ndarray | None = None, neighbour_gray: np.ndarray | None = None,
+                neighbour_mask: np.ndarray | None = None) -> np.ndarray:
         """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed.
         Where the subject and the world around it move differently (``back``: flow to the neighbour
         frame ``neighbour_gray``), textured band pixels moving with the world cannot join the subject,
         whatever their colours (a passer-by behind the subject's edge), and textured prior pixels that
         the subject's motion explains stay in it (the subject's grass against a lawn, which GrabCut's
-        colour models shaved off a little more every frame)."""
+        colour models shaved off a little more every frame). Pixels up to three band widths beyond the
+        prior that only the subject's motion explains join it, grown from the prior, and those in the
+        prior stay (dark strands on a dark wall, which GrabCut's colours would drop again every frame);
+        ``neighbour_mask``, the neighbour frame's subject, tells background just uncovered from them."""
         area = float(prior.sum())
         band = int(np.clip(0.06 * np.sqrt(area), 3, 20))
         kernel = disc(band)
@@ -328,6 +332,10 @@ class PromptSegmenter(Step):
                 subject_fits, world_fits = _which_motion_fits(gray, neighbour_gray, *motions)
                 labels[(prior & subject_fits & textured & reliable)[sl]] = cv2.GC_FGD
                 labels[(grown & ~core & world_fits & textured)[sl]] = cv2.GC_BGD
+                fits = _only_subject_fits(gray[sl], neighbour_gray[sl], *motions)
+                if neighbour_mask is not None:  # just uncovered by the subject: the world's motion cannot explain it either
+                    fits &= ~_shifted(neighbour_mask[sl].astype(np.uint8), *motions[1]).astype(bool)
+                labels[_grown_by_motion(prior[sl], fits, 3 * band)] = cv2.GC_FGD
         refined = prior.copy()
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():
             roi = np.ascontiguousarray(rgb[sl])
@@ -451,6 +459,45 @@ def _which_motion_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np
     subject_fits = (to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT)
     world_fits = (to_world < 0.5 * to_subject) & (to_subject - to_world > MOTION_FIT)
     return subject_fits, world_fits
+
+
+# The world's motion is one median translation of the ring's flow (a zooming camera moves it a little
+# differently across the ring), so a world pixel may land up to about this many pixels off: its residual is
+# forgiven that much of the local grey gradient. Taking the best of every shift within a pixel instead found
+# thin strands' own pixels when the subject and world move only 2-3 px apart (dark strands on a dark wall stayed out).
+WORLD_SLACK = 0.5
+
+
+def _shifted(gray: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    h, w = gray.shape
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(gray, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _only_subject_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """Pixels the neighbour frame shifted by the subject's motion matches (within ``MOTION_FIT`` levels)
+    and the world's motion, give or take ``WORLD_SLACK``, clearly does not: strands whose colour is the
+    background's (dark hair on a dark wall), which GrabCut's colour models drop. Flat pixels (3x3 grey
+    standard deviation within half of ``MOTION_FIT``) are left out: a dark coat of a passer-by matches
+    wherever any motion puts it."""
+    image = gray.astype(np.float32)
+    to_subject = np.abs(image - _shifted(neighbour_gray, *subject).astype(np.float32))
+    moved = _shifted(neighbour_gray, *world).astype(np.float32)
+    gy, gx = np.gradient(moved)
+    to_world = np.maximum(np.abs(image - moved) - WORLD_SLACK * np.hypot(gx, gy), 0.0)
+    mean = cv2.blur(image, (3, 3))
+    contrast = np.sqrt(np.maximum(cv2.blur(image * image, (3, 3)) - mean * mean, 0.0))
+    return ((to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT) & (to_subject < MOTION_FIT)
+            & (contrast > 0.5 * MOTION_FIT))
+
+
+def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) -> np.ndarray:
+    """Pixels in the prior or within ``reach`` of it that the subject's motion explains, connected to the
+    prior through such pixels, one-pixel gaps bridged."""
+    zone = cv2.dilate(prior.astype(np.uint8), disc(reach)).astype(bool)
+    found = subject_fits & zone
+    bridged = cv2.dilate(found.astype(np.uint8), disc(1)).astype(bool)  # a strand's anti-aliased pixel may miss the test
+    return _regions_touching(prior | bridged, prior) & found
 
 
 def seed_frame(number: int) -> None:
