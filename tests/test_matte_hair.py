@@ -32,3 +32,22 @@ def test_box_prompt_keeps_dark_hair_on_a_dark_wall(tmp_path):
     assert len(alpha) == 9
     assert hair >= 0.9, "the dark hair inside the box is dropped"
     assert wall <= 0.1, "the wall behind her is taken as subject"
+
+
+# Marked by hand on frames 56-70, while her head tilts left and down: the left, central and right tufts
+# of her hair (dark on the dark wall and on the lit heart behind her), inside the hair on every one of them.
+TILT_HAIR = [(165, 135, 205, 165), (240, 110, 280, 150), (300, 120, 330, 150)]
+
+
+def test_tracked_head_keeps_its_hair_while_it_tilts(tmp_path):
+    config = with_overrides(PipelineConfig(), {"segment.subject": ["box:80,0,330,528@40"]})
+    run_job(JobSpec(str(SAMPLES / "Megamind.avi"), str(tmp_path / "out.mp4"), config, frames="40-70",
+                    matte=str(tmp_path / "m.%04d.png")))
+    _, mattes = read_all(tmp_path / "m.%04d.png")
+    alpha = mattes[16:, ..., 0].astype(np.float32) / 255.0  # frames 56-70
+    hair, wall, glow = _mean_in(alpha, TILT_HAIR), _mean_in(alpha, WALL), _mean_in(alpha, GLOW)
+    print(f"\nMegamind box prompt, frames 56-70 (head tilting): mean alpha in her hair {hair:.2f}, on the dark wall "
+          f"{wall:.2f}, on the lit glow {glow:.2f}")
+    assert len(alpha) == 15
+    assert hair >= 0.7, "the tracked head loses its hair as it tilts"
+    assert wall <= 0.1, "the wall behind her is taken as subject"

@@ -36,6 +36,9 @@ PERSON_AGREEMENT = 0.6  # share of GrabCut's boxed subject the person model must
 TEXTURED = 1e-3
 
 PERSON_THRESHOLD = 0.75  # the person model's blurry fringe took the lit wall behind a head; its confident part is enough
+# Where the previous frame's subject is carried by reliable flow, the person model need only lean to person:
+# near-black hair on a dark wall scores 0.5-0.7 once the head tilts, while the wall beyond it scores 0.
+PERSON_CARRIED = 0.4
 
 
 @dataclass
@@ -342,7 +345,7 @@ class PromptSegmenter(Step):
             cv2.grabCut(roi, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), self.refine_iterations, cv2.GC_INIT_WITH_MASK)
             refined[sl] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         refined = _regions_touching(fill_holes(refined), core if core.any() else prior)
-        return _with_person(rgb, refined, sl, grown) if person else refined
+        return _with_person(rgb, refined, sl, grown, prior & reliable) if person else refined
 
     def _key_mask(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt) -> np.ndarray:
         """GrabCut from the user's box and/or clicks on a key frame; a boxed person keeps its hair."""
@@ -381,29 +384,39 @@ class PromptSegmenter(Step):
         return mask
 
 
-def _with_person(rgb: np.ndarray, mask: np.ndarray, window: tuple[slice, slice], allowed: np.ndarray) -> np.ndarray:
+def _with_person(rgb: np.ndarray, mask: np.ndarray, window: tuple[slice, slice], allowed: np.ndarray,
+                 carried: np.ndarray | None = None) -> np.ndarray:
     """When the subject is a person, add the person model's hair and limbs that GrabCut cut off.
 
     Colour alone cannot keep dark hair against a dark wall (they differ by a few levels), but
     mediapipe's selfie model (bundled in the wheel) knows what a head looks like. Its matte is
     trusted only where it agrees with GrabCut's subject (most of that subject is person), and
     only its parts inside ``allowed`` (the prompt box, or the tracked prior's band) that touch
-    the subject are added.
+    the subject are added. Inside ``carried`` (the previous frame's subject, carried by reliable flow) a
+    weaker person score keeps it: the model's hair fades when the head tilts, and GrabCut's colours
+    alone drop the dark strands it no longer vouches for.
     """
-    person = _person_inside(rgb, window)
+    probability = _person_probability(rgb, window)
+    person = probability > PERSON_THRESHOLD
     subject = mask[window]
     if not subject.any() or (person & subject).sum() < PERSON_AGREEMENT * subject.sum():
         return mask
+    if carried is not None:
+        person |= (probability > PERSON_CARRIED) & carried[window]
     found = np.zeros_like(mask)
     found[window] = person
     return fill_holes(_regions_touching(mask | (found & allowed), mask))
 
 
 def _person_inside(rgb: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
+    return _person_probability(rgb, window) > PERSON_THRESHOLD
+
+
+def _person_probability(rgb: np.ndarray, window: tuple[slice, slice]) -> np.ndarray:
     from vfx.segment.person import SELFIE  # mediapipe is imported only when a person is prompted
 
     with SELFIE[0].lend() as model:
-        return model.process(np.ascontiguousarray(rgb[window])).segmentation_mask > PERSON_THRESHOLD
+        return model.process(np.ascontiguousarray(rgb[window])).segmentation_mask
 
 
 def _looks_like_a_person(rgb: np.ndarray, mask: np.ndarray) -> bool:
