@@ -15,6 +15,7 @@ from vfx.frames import FrameBatch, ShotState
 from vfx.matte import feather
 from vfx.models import load_manifest
 from vfx.models.embedded import embedded_path
+from vfx.pipeline import Pipeline
 from vfx.restyle.classic import ClassicRestyle
 from vfx.restyle.look import look_moved
 from vfx.restyle.neural import build_neural, builtin_weights, neural_serves
@@ -172,3 +173,32 @@ def test_new_content_brings_the_next_key_frame_sooner(starry_step):
     shot = shot_for(moving)
     restyle(starry_step, moving, batch=6, shot=shot)
     assert starry_step.finish(shot)["neural_key_frames"] >= 4
+
+
+class _Frames:
+    """A sink that keeps what the pipeline wrote, in order."""
+
+    def __init__(self):
+        self.frames: list[np.ndarray] = []
+
+    def write(self, batch: FrameBatch) -> None:
+        self.frames.extend(batch.frames)
+
+    def close(self) -> None:
+        return None
+
+    def abort(self) -> None:
+        return None
+
+
+def test_the_flow_stage_overlaps_and_changes_no_pixel(starry_step):
+    """In the pipeline the flow runs as a stage of its own (its own thread, a batch ahead); the frames are
+    the ones the step gives computing the flow itself."""
+    frames = frames_of("vtest.avi", 300, 315, width=384)
+    stages = starry_step.stages()
+    assert [s.name for s in stages] == ["restyle.flow", "restyle"]
+    sink, shot = _Frames(), shot_for(frames)
+    batches = (FrameBatch(frames[i:i + 4].copy(), np.arange(i, i + 4), np.arange(i, i + 4) / 10.0) for i in range(0, 16, 4))
+    Pipeline(stages)(batches, shot, [sink])
+    assert np.array_equal(np.stack(sink.frames), restyle(starry_step, frames, batch=4))
+    assert starry_step.finish(shot)["neural_key_frames"] >= 1

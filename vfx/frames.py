@@ -45,6 +45,7 @@ class FrameBatch:
     faces: list[list[Face]] | None = None
     source: np.ndarray | None = None  # untouched input frames, kept once a step edits `frames`
     mattes: dict[str, np.ndarray] | None = None  # several subjects: each one's matte by id; `matte` is their union
+    motions: list[Any] | None = None  # each frame's motion against the one before, from a flow stage (vfx.restyle.temporal)
 
     def __post_init__(self) -> None:
         if self.frames.dtype != np.uint8 or self.frames.ndim != 4 or self.frames.shape[-1] != 3:
@@ -139,3 +140,9 @@ class Step(ABC):
 
     def finish(self, shot: ShotState) -> dict[str, Any] | None:
         return None
+
+    def stages(self) -> list[Step]:
+        """The pipeline stages this step runs as, in order, each in its own thread: a step whose work
+        splits into parts that can overlap (the neural restyle's optical flow, then its painting)
+        returns them all; most steps are one stage."""
+        return [self]

@@ -64,10 +64,10 @@ def plan_steps(config: PipelineConfig, device: str) -> Plan:
 
 
 def build_steps(config: PipelineConfig, device: str, gate: Any | None = None, plan: Plan | None = None) -> list[Step]:
-    """Build (load the weights of) every step of the plan, in ``STEP_ORDER``."""
+    """Build (load the weights of) every step of the plan, in ``STEP_ORDER``, each as its pipeline stages."""
     plan = plan or plan_steps(config, device)
-    return [registry.build(choice, config, device, gate) for capability in STEP_ORDER
-            if (choice := plan.get(capability)) is not None]
+    return [stage for capability in STEP_ORDER if (choice := plan.get(capability)) is not None
+            for stage in registry.build(choice, config, device, gate).stages()]
 
 
 def needs_consent(config: PipelineConfig) -> bool:

@@ -336,11 +336,17 @@ class NeuralRestyle(Step):
         scale = min(1.0, self.size / max(width, height))
         return max(4, round(width * scale / 4) * 4), max(4, round(height * scale / 4) * 4)
 
+    def stages(self) -> list[Step]:
+        """The optical flow runs as a stage of its own, so the flow of the next batch is computed while
+        this one is painted and carried (the stabilising of a batch is sequential, frame after frame)."""
+        return [NeuralFlow(self), self]
+
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         state = shot.steps.setdefault(self.name, NeuralState())
         sources = batch.originals
         w, h = self.work_size(*batch.size)
-        moves = motions(list(sources), state.temporal, (w, h))
+        moves = batch.motions if batch.motions is not None else motions(list(sources), state.temporal, (w, h))
+        batch.motions = None  # the flows are this step's alone; the encoder need not hold them
         keys = []
         for i, motion in enumerate(moves):
             state.novel += motion.novel
@@ -398,6 +404,20 @@ class NeuralRestyle(Step):
     def finish(self, shot: ShotState) -> dict | None:
         state = shot.steps.get(self.name)
         return {"neural_restarts": state.temporal.resets, "neural_key_frames": state.painted} if isinstance(state, NeuralState) else None
+
+
+class NeuralFlow(Step):
+    """The neural restyle's first stage: each frame's flow against the one before (``Motion``), on the batch."""
+
+    name = "restyle.flow"
+
+    def __init__(self, restyle: NeuralRestyle):
+        self.restyle = restyle
+
+    def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
+        state = shot.steps.setdefault(self.name, TemporalState())
+        batch.motions = motions(list(batch.originals), state, self.restyle.work_size(*batch.size))
+        return batch
 
 
 # -- registry hooks ------------------------------------------------------------------------------

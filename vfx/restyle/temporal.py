@@ -157,7 +157,9 @@ def motions(sources: list[np.ndarray], state: TemporalState, check_size: tuple[i
         motion.residual = residual
         return motion
 
-    return map_frames(one, list(range(len(sources))))
+    moves = map_frames(one, list(range(len(sources))))
+    state.grey, state.small, state.thumb = greys[-1], smalls[-1], thumbs[-1]
+    return moves
 
 
 def carry_weight(motion: Motion, keep: float, change: float) -> np.ndarray:
@@ -194,7 +196,7 @@ def stabilise(fresh: np.ndarray | None, motion: Motion, state: TemporalState, ke
         weight = cv2.merge([carry_weight(motion.check(), keep, change)[..., 0]] * 3)
         carried = carry(state.painted, motion.back)
         out = cv2.add(carried, cv2.multiply(cv2.subtract(fresh, carried), 1.0 - weight))  # weight * carried + (1 - weight) * fresh
-    state.painted, state.grey, state.small, state.thumb = out, motion.grey, motion.small, motion.thumb
+    state.painted = out
     return out
 
 
