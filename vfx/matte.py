@@ -135,10 +135,14 @@ def _solve_unknown(laplacian: sparse.csr_matrix, weight: np.ndarray, seed: np.nd
 
 def _local_contrast(rgb: np.ndarray) -> np.ndarray:
     """Per-channel standard deviation over 5x5 pixels, summed over the channels (grey levels)."""
-    image = rgb.astype(np.float32)
-    mean = cv2.blur(image, (5, 5))
-    variance = np.maximum(cv2.blur(image * image, (5, 5)) - mean * mean, 0.0)
-    return np.sqrt(variance).sum(axis=-1)
+    return local_std(rgb, 5).sum(axis=-1)
+
+
+def local_std(image: np.ndarray, size: int) -> np.ndarray:
+    """float32 standard deviation of each channel over ``size`` x ``size`` pixels."""
+    image = image.astype(np.float32)
+    mean = cv2.blur(image, (size, size))
+    return np.sqrt(np.maximum(cv2.blur(image * image, (size, size)) - mean * mean, 0.0))
 
 
 def ragged_zone(hard: np.ndarray, radius: int) -> np.ndarray:

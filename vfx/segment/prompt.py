@@ -18,7 +18,7 @@ import numpy as np
 
 from vfx.errors import VfxError
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step, require_frames
-from vfx.matte import band_matting, disc, fill_holes, is_cut, resize_matte, thumbnail_grey
+from vfx.matte import band_matting, disc, fill_holes, is_cut, local_std, resize_matte, thumbnail_grey
 from vfx.parallel import map_frames
 from vfx.segment.appearance import Appearance
 from vfx.segment.prompts import SubjectPrompt
@@ -455,20 +455,21 @@ def _moving_with_world(back: np.ndarray, subject: np.ndarray, world: np.ndarray)
     return (np.linalg.norm(back - world, axis=-1) < 0.25 * gap) & (to_subject > 0.75 * gap)
 
 
+def _shifted(gray: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """``gray`` moved by (dx, dy): what lands on each pixel from the neighbour frame under that motion."""
+    h, w = gray.shape
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(gray, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
+
+
 def _which_motion_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np.ndarray,
                        world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixels that the neighbour frame shifted by the subject's motion explains clearly better than
     shifted by the world's, and the reverse. A direct photometric test of the two motions, pixel by
     pixel: unlike the flow, it borrows nothing from the neighbours (a 5x5 window filled the gaps
     between hair strands). Flat pixels fit both; callers keep only textured ones."""
-    h, w = gray.shape
-    residuals = []
-    for dx, dy in (subject, world):
-        shift = np.float32([[1, 0, dx], [0, 1, dy]])
-        moved = cv2.warpAffine(neighbour_gray, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                               borderMode=cv2.BORDER_REPLICATE)
-        residuals.append(cv2.absdiff(gray, moved).astype(np.float32))
-    to_subject, to_world = residuals
+    to_subject, to_world = (cv2.absdiff(gray, _shifted(neighbour_gray, *motion)).astype(np.float32)
+                            for motion in (subject, world))
     subject_fits = (to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT)
     world_fits = (to_world < 0.5 * to_subject) & (to_subject - to_world > MOTION_FIT)
     return subject_fits, world_fits
@@ -479,12 +480,6 @@ def _which_motion_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np
 # forgiven that much of the local grey gradient. Taking the best of every shift within a pixel instead found
 # thin strands' own pixels when the subject and world move only 2-3 px apart (dark strands on a dark wall stayed out).
 WORLD_SLACK = 0.5
-
-
-def _shifted(gray: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    h, w = gray.shape
-    shift = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(gray, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
 def _only_subject_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np.ndarray, world: np.ndarray) -> np.ndarray:
@@ -498,8 +493,7 @@ def _only_subject_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np
     moved = _shifted(neighbour_gray, *world).astype(np.float32)
     gy, gx = np.gradient(moved)
     to_world = np.maximum(np.abs(image - moved) - WORLD_SLACK * np.hypot(gx, gy), 0.0)
-    mean = cv2.blur(image, (3, 3))
-    contrast = np.sqrt(np.maximum(cv2.blur(image * image, (3, 3)) - mean * mean, 0.0))
+    contrast = local_std(image, 3)
     return ((to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT) & (to_subject < MOTION_FIT)
             & (contrast > 0.5 * MOTION_FIT))
 
