@@ -196,7 +196,7 @@ def test_the_flow_stage_overlaps_and_changes_no_pixel(starry_step):
     the ones the step gives computing the flow itself."""
     frames = frames_of("vtest.avi", 300, 315, width=384)
     stages = starry_step.stages()
-    assert [s.name for s in stages] == ["restyle.flow", "restyle"]
+    assert [s.name for s in stages] == ["restyle.flow", "restyle.paint", "restyle"]
     sink, shot = _Frames(), shot_for(frames)
     batches = (FrameBatch(frames[i:i + 4].copy(), np.arange(i, i + 4), np.arange(i, i + 4) / 10.0) for i in range(0, 16, 4))
     Pipeline(stages)(batches, shot, [sink])

@@ -5,14 +5,14 @@ Two networks, both fully convolutional:
   (computed once), then a transform network paints each frame with it.
 - a 26-style conditional-instance-norm network (Dumoulin et al. 2017): built-in styles and blends.
 
-Per batch: the flow of every frame against the one before it comes first (vfx/restyle/temporal.py).
-The key frames (every restart at a cut, then once new content covers NOVEL_REPAINT of the frame, at
-most ``neural_every`` frames apart) are shrunk
-to the working size (``neural_size``: the scale of the brush strokes) and go through the network in
-one run; the frames between show the stabilised painting carried along the flow. Each painting is brought back to full resolution
-(cubic, plus the fine detail band of the full-resolution frame: strokes and colours from the painting,
-crisp edges from the footage), stabilised against the previous output along the source's flow, and
-composited under the untouched subject.
+Per batch, in three pipeline stages that overlap (each its own thread): the flow of every frame
+against the one before it (vfx/restyle/temporal.py) and the choice of key frames (every restart at a
+cut, then once new content covers NOVEL_REPAINT of the frame, at most ``neural_every`` frames apart);
+the key frames shrunk to the working size (``neural_size``: the scale of the brush strokes), through
+the network in one run and brought back to full resolution (cubic, plus the fine detail band of the
+full-resolution frame: strokes and colours from the painting, crisp edges from the footage); then
+every frame stabilised against the previous output along the source's flow (the frames between key
+frames show the painting carried along it) and composited under the untouched subject.
 """
 from __future__ import annotations
 
@@ -203,7 +203,10 @@ class Network:
         data = read_embedded(entry, entry.files[0])  # sha256 checked; a modified file is refused here
         self.label, self.sha256 = f"{name}/{entry.files[0].path}", entry.files[0].sha256
         options = ort.SessionOptions()
-        options.intra_op_num_threads = cpu_workers()
+        # Half the cores: the network is one of three pipeline stages running at once (flow, paint,
+        # stabilise), and each extra intra-op thread costs CPU in hand-offs (384 x 384, one core: 57 ms
+        # of CPU a run; two threads: 90 ms)
+        options.intra_op_num_threads = max(1, cpu_workers() // 2)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         # ORT's workers spin on the CPU after every run by default, waiting for the next one; here the
@@ -300,16 +303,30 @@ def lost_contrast(fresh: np.ndarray, stable: np.ndarray, stroke: int) -> float:
 
 # -- the step ------------------------------------------------------------------------------------
 @dataclass
-class NeuralState:
-    vector: np.ndarray | None = None  # the shot's style vector (painting blended with the shot's own)
+class KeyFrameState:
+    """The flow stage's memory: where the last key frame was and how much is new since."""
+
     carried: int = 0  # frames since the last key frame (one the network painted)
     novel: float = 0.0  # fraction of the frame revealed since the last key frame (summed Motion.novel)
+    temporal: TemporalState = field(default_factory=TemporalState)  # the previous frame's grey copies
+
+
+@dataclass
+class PaintState:
+    vector: np.ndarray | None = None  # the shot's style vector (painting blended with the shot's own)
+
+
+@dataclass
+class NeuralState:
     painted: int = 0  # key frames the network painted
     gain: float = 1.0  # stroke contrast the temporal averaging took away (see lost_contrast)
-    temporal: TemporalState = field(default_factory=TemporalState)
+    temporal: TemporalState = field(default_factory=TemporalState)  # the last stabilised painting
 
 
 class NeuralRestyle(Step):
+    """Runs as three pipeline stages (``stages``): flow and key frames, painting, then stabilising and
+    compositing (this step). Called alone it runs the first two itself."""
+
     name = "restyle"
 
     def __init__(self, config: RestyleConfig, device: str = "cpu", painting: np.ndarray | None = None,
@@ -330,6 +347,7 @@ class NeuralRestyle(Step):
             self.multi = Network(MULTI, device, {"image": {0: "batch"}})
             self.networks = [self.multi]
         self.model_hashes = {n.label: n.sha256 for n in self.networks}
+        self.flow, self.painter = NeuralFlow(self), NeuralPaint(self)
 
     def work_size(self, width: int, height: int) -> tuple[int, int]:
         """Working (width, height): longest side ``neural_size`` (never enlarged), multiples of 4."""
@@ -337,46 +355,32 @@ class NeuralRestyle(Step):
         return max(4, round(width * scale / 4) * 4), max(4, round(height * scale / 4) * 4)
 
     def stages(self) -> list[Step]:
-        """The optical flow runs as a stage of its own, so the flow of the next batch is computed while
-        this one is painted and carried (the stabilising of a batch is sequential, frame after frame)."""
-        return [NeuralFlow(self), self]
+        """Each stage in its own thread: the flow of one batch, the network painting the next one's key
+        frames and the stabilising of a third (sequential, frame after frame) overlap."""
+        return [self.flow, self.painter, self]
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         state = shot.steps.setdefault(self.name, NeuralState())
-        sources = batch.originals
-        w, h = self.work_size(*batch.size)
-        moves = batch.motions if batch.motions is not None else motions(list(sources), state.temporal, (w, h))
-        batch.motions = None  # the flows are this step's alone; the encoder need not hold them
-        keys = []
-        for i, motion in enumerate(moves):
-            state.novel += motion.novel
-            if motion.back is None or state.carried >= self.every - 1 or state.novel > NOVEL_REPAINT:
-                state.carried, state.novel = 0, 0.0
-                keys.append(i)
-            else:
-                state.carried += 1
-        state.painted += len(keys)
-        fresh = {}
-        if keys:
-            small = np.stack(map_frames(lambda i: cv2.resize(sources[i], (w, h), interpolation=cv2.INTER_AREA), keys))
-            painted = self.paint(small, state)
-            fresh = dict(zip(keys, map_frames(lambda k: self.full_size(painted[k], sources[keys[k]]), list(range(len(keys))))))
-        stroke = 2 * round(2 * batch.size[0] / w) + 1  # box (pixels) that holds a brush stroke at full size
-        map_frames(lambda i: moves[i].check(), keys)  # only frames that blend a fresh painting need the flow check
+        if batch.motions is None:
+            batch = self.painter(self.flow(batch, shot), shot)
+        moves, sources = batch.motions, batch.originals
+        batch.motions = None  # the flows and paintings are this step's alone; the encoder need not hold them
+        stroke = 2 * round(2 * batch.size[0] / self.work_size(*batch.size)[0]) + 1  # box (pixels) that holds a brush stroke at full size
         stable, gains = [], []
-        for i, motion in enumerate(moves):
-            stable.append(stabilise(fresh.get(i), motion, state.temporal, self.keep, self.change))
+        for motion in moves:
+            stable.append(stabilise(motion.fresh, motion, state.temporal, self.keep, self.change))
             if motion.back is None:  # a restart: nothing averaged yet
                 state.gain = 1.0
-            elif i in fresh:
-                state.gain = lost_contrast(fresh[i], stable[-1], stroke)
+            elif motion.fresh is not None:
+                state.gain = lost_contrast(motion.fresh, stable[-1], stroke)
             gains.append(state.gain)
+        state.painted += sum(motion.key for motion in moves)
         restyled = np.stack(map_frames(lambda i: self.finish_frame(stable[i], sources[i], gains[i], stroke), list(range(len(batch)))))
         batch.source = batch.originals
         batch.frames = composite(batch.frames, restyled, batch.matte) if batch.matte is not None else restyled
         return batch
 
-    def paint(self, small: np.ndarray, state: NeuralState) -> np.ndarray:
+    def paint(self, small: np.ndarray, state: PaintState) -> np.ndarray:
         """float32 [B, h, w, 3] in 0..1: the whole batch in one network run."""
         x = small.astype(np.float32) / 255.0
         if self.weights is not None:
@@ -407,7 +411,11 @@ class NeuralRestyle(Step):
 
 
 class NeuralFlow(Step):
-    """The neural restyle's first stage: each frame's flow against the one before (``Motion``), on the batch."""
+    """First stage: each frame's flow against the one before (``Motion``) and which frames are key frames.
+
+    A frame is a key frame (painted afresh by the network) at a restart, once NOVEL_REPAINT of the
+    frame is new since the last key frame, and at most ``neural_every`` frames after it.
+    """
 
     name = "restyle.flow"
 
@@ -415,8 +423,36 @@ class NeuralFlow(Step):
         self.restyle = restyle
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
-        state = shot.steps.setdefault(self.name, TemporalState())
-        batch.motions = motions(list(batch.originals), state, self.restyle.work_size(*batch.size))
+        state = shot.steps.setdefault(self.name, KeyFrameState())
+        batch.motions = motions(list(batch.originals), state.temporal, self.restyle.work_size(*batch.size))
+        for motion in batch.motions:
+            state.novel += motion.novel
+            motion.key = motion.back is None or state.carried >= self.restyle.every - 1 or state.novel > NOVEL_REPAINT
+            state.carried, state.novel = (0, 0.0) if motion.key else (state.carried + 1, state.novel)
+        return batch
+
+
+class NeuralPaint(Step):
+    """Second stage: the batch's key frames through the network in one run, brought to full size
+    (``Motion.fresh``), and their flow checked (only frames that blend a fresh painting need it; here,
+    not in the flow stage, which has the most work of the three)."""
+
+    name = "restyle.paint"
+
+    def __init__(self, restyle: NeuralRestyle):
+        self.restyle = restyle
+
+    def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
+        state = shot.steps.setdefault(self.name, PaintState())
+        keys = [i for i, motion in enumerate(batch.motions) if motion.key]
+        if keys:
+            sources, size = batch.originals, self.restyle.work_size(*batch.size)
+            small = np.stack(map_frames(lambda i: cv2.resize(sources[i], size, interpolation=cv2.INTER_AREA), keys))
+            painted = self.restyle.paint(small, state)
+            fresh = map_frames(lambda k: self.restyle.full_size(painted[k], sources[keys[k]]), list(range(len(keys))))
+            for i, painting in zip(keys, fresh):
+                batch.motions[i].fresh = painting
+            map_frames(lambda i: batch.motions[i].check(), keys)
         return batch
 
 

@@ -18,7 +18,7 @@ COLUMNS = 6
 
 def style_tiles(frame: np.ndarray, size: int = 512) -> list[tuple[str, np.ndarray]]:
     """The frame, then each of the 26 styles on it, labelled with the number and name ``--style`` takes."""
-    from vfx.restyle.neural import NEURAL_STYLES, STYLE_COUNT, NeuralState, build_neural  # onnxruntime: only when used
+    from vfx.restyle.neural import NEURAL_STYLES, STYLE_COUNT, PaintState, build_neural  # onnxruntime: only when used
 
     step = build_neural(RestyleConfig(style="0", neural_size=size), "cpu")
     w, h = step.work_size(frame.shape[1], frame.shape[0])
@@ -27,7 +27,7 @@ def style_tiles(frame: np.ndarray, size: int = 512) -> list[tuple[str, np.ndarra
     tiles = [("your frame", frame)]
     for index in range(STYLE_COUNT):
         step.weights = np.eye(STYLE_COUNT, dtype=np.float32)[index]
-        painted = step.full_size(step.paint(small, NeuralState())[0], frame)
+        painted = step.full_size(step.paint(small, PaintState())[0], frame)
         tiles.append((f"{index} {names.get(index, '')}".strip(), step.finish_frame(painted, frame, 1.0, 1)))
     return tiles
 

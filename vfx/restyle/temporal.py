@@ -115,6 +115,8 @@ class Motion:
     agree: np.ndarray | None = None  # float32 0..1: forward and backward flow agree (after ``check``)
     residual: np.ndarray | None = None  # uint8 |source t - warped source t-1| in grey levels
     novel: float = 0.0  # fraction of the frame the previous one does not explain (residual above NOVEL_LEVELS)
+    key: bool = False  # painted afresh (a key frame), decided by the restyle's flow stage
+    fresh: np.ndarray | None = None  # a key frame's fresh painting at full size, from the restyle's paint stage
 
     def check(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> Motion:
         """Where the backward flow can be trusted: the forward flow at the small size agrees with it
