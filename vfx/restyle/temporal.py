@@ -58,9 +58,10 @@ def carry(painting: np.ndarray, flow: np.ndarray) -> np.ndarray:
     crackle). Their mean is close to neutral.
     """
     grid = _grid(*flow.shape[:2])
-    map_x, map_y = grid[1] + flow[..., 0], grid[0] + flow[..., 1]
-    linear = cv2.remap(painting, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    cubic = cv2.remap(painting, map_x, map_y, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    # remap turns float maps into fixed point (1/32 pixel) itself; done once here, for both: the same pixels
+    map_xy, map_frac = cv2.convertMaps(grid[1] + flow[..., 0], grid[0] + flow[..., 1], cv2.CV_16SC2)
+    linear = cv2.remap(painting, map_xy, map_frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    cubic = cv2.remap(painting, map_xy, map_frac, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     return cv2.addWeighted(linear, 0.5, cubic, 0.5, 0.0)
 
 
