@@ -17,6 +17,7 @@ frames show the painting carried along it) and composited under the untouched su
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -196,44 +197,55 @@ def _dequantized(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]
 
 
 class Network:
-    """One verified ONNX network; CUDA execution provider with IO binding when there is one, else CPU."""
+    """One verified ONNX network; CUDA execution provider with IO binding when there is one, else CPU.
+
+    The file is read and its sha256 checked here (a modified file is refused at once); the session is
+    built in the background, so a job's decoding and optical flow start meanwhile (a fifth of a
+    second of every job's start). The first run waits for it.
+    """
 
     def __init__(self, name: str, device: str, axes: dict[str, dict[int, str]]):
         entry = load_manifest().entry(name)
         data = read_embedded(entry, entry.files[0])  # sha256 checked; a modified file is refused here
         self.label, self.sha256 = f"{name}/{entry.files[0].path}", entry.files[0].sha256
-        options = ort.SessionOptions()
-        # Half the cores: the network is one of three pipeline stages running at once (flow, paint,
-        # stabilise), and each extra intra-op thread costs CPU in hand-offs (384 x 384, one core: 57 ms
-        # of CPU a run; two threads: 90 ms)
-        options.intra_op_num_threads = max(1, cpu_workers() // 2)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # ORT's workers spin on the CPU after every run by default, waiting for the next one; here the
-        # flow, carrying and encoding threads need that core between the network's runs
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers: list = ["CPUExecutionProvider"]
-        if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            index = int(device.partition(":")[2] or 0)
-            providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-        model = onnx.load_from_string(data)
-        _float_activations(model)
-        _split_thin_convs(model)
-        self.session = ort.InferenceSession(_dynamic(model, axes), options, providers=providers)
-        self.cuda = self.session.get_providers()[0] == "CUDAExecutionProvider"
-        self.inputs = [i.name for i in self.session.get_inputs()]
-        self.output = self.session.get_outputs()[0].name
+        self._session = _loader.submit(_session, data, device, axes)
 
     def __call__(self, *arrays: np.ndarray) -> np.ndarray:
-        feeds = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(self.inputs, arrays)}
-        if not self.cuda:
-            return self.session.run([self.output], feeds)[0]
-        binding = self.session.io_binding()
+        session = self._session.result()
+        inputs, output = [i.name for i in session.get_inputs()], session.get_outputs()[0].name
+        feeds = {name: np.ascontiguousarray(a, dtype=np.float32) for name, a in zip(inputs, arrays)}
+        if session.get_providers()[0] != "CUDAExecutionProvider":
+            return session.run([output], feeds)[0]
+        binding = session.io_binding()
         for name, array in feeds.items():
             binding.bind_cpu_input(name, array)
-        binding.bind_output(self.output, "cuda")
-        self.session.run_with_iobinding(binding)
+        binding.bind_output(output, "cuda")
+        session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+
+_loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vfx-onnx-load")
+
+
+def _session(data: bytes, device: str, axes: dict[str, dict[int, str]]) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    # Half the cores: the network is one of three pipeline stages running at once (flow, paint,
+    # stabilise), and each extra intra-op thread costs CPU in hand-offs (384 x 384, one core: 57 ms
+    # of CPU a run; two threads: 90 ms)
+    options.intra_op_num_threads = max(1, cpu_workers() // 2)
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    # ORT's workers spin on the CPU after every run by default, waiting for the next one; here the
+    # flow, carrying and encoding threads need that core between the network's runs
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers: list = ["CPUExecutionProvider"]
+    if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        index = int(device.partition(":")[2] or 0)
+        providers = [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    model = onnx.load_from_string(data)
+    _float_activations(model)
+    _split_thin_convs(model)
+    return ort.InferenceSession(_dynamic(model, axes), options, providers=providers)
 
 
 def style_vector(predict: Network, rgb: np.ndarray) -> np.ndarray:
@@ -341,7 +353,7 @@ class NeuralRestyle(Step):
         if painting is not None:
             self.predict = Network(PREDICT, device, {})
             self.transform = Network(TRANSFORM, device, {"content_image": {0: "batch", 1: "height", 2: "width"}})
-            self.painting_vector = style_vector(self.predict, painting)
+            self.painting_vector = _loader.submit(style_vector, self.predict, painting)  # after both sessions are built
             self.networks = [self.predict, self.transform]
         else:
             self.multi = Network(MULTI, device, {"image": {0: "batch"}})
@@ -387,10 +399,10 @@ class NeuralRestyle(Step):
             out = self.multi(x.transpose(0, 3, 1, 2), self.weights).transpose(0, 2, 3, 1)
             return np.ascontiguousarray(self.strength * out + (1.0 - self.strength) * x)
         if state.vector is None:
-            state.vector = self.painting_vector
+            state.vector = painting = self.painting_vector.result()
             if self.strength < 1.0:  # toward the shot's own style (its first frame), not a fade to the footage
                 own = style_vector(self.predict, small[0])
-                state.vector = self.strength * self.painting_vector + (1.0 - self.strength) * own
+                state.vector = self.strength * painting + (1.0 - self.strength) * own
         return self.transform(square(x), state.vector)[:, :x.shape[1], :x.shape[2]]
 
     def full_size(self, painted: np.ndarray, frame: np.ndarray) -> np.ndarray:
