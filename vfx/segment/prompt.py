@@ -475,11 +475,16 @@ def _band_width(mask: np.ndarray) -> int:
 def _two_motions(back: np.ndarray, core: np.ndarray, grown: np.ndarray, band: int,
                  textured: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The subject's and the world's motion to the neighbour frame: medians of the flow in the subject's
-    core and in a ring of the world beyond the band (only its ``textured`` pixels when given and there
-    are enough); None when they are within a pixel of each other, where motion cannot tell them apart."""
+    core and in a ring of the world beyond the band; None when they are within a pixel of each other, where
+    motion cannot tell them apart. Given ``textured``, the world's motion is that of the ring's textured pixels,
+    or when the ring is a flat wall all round, of every textured pixel beyond the band: a flat wall's flow is
+    borrowed from the subject beside it (Megamind.avi's dark wall moved with the subject by the flow)."""
     ring = cv2.dilate(grown.astype(np.uint8), disc(2 * band)).astype(bool) & ~grown
-    if textured is not None and (ring & textured).sum() >= 50:
-        ring &= textured
+    if textured is not None:
+        moving = ring & textured
+        if moving.sum() < 50:  # a flat wall all round: the camera's motion from the textured world further off
+            moving = textured & ~grown
+        ring = moving if moving.sum() >= 50 else ring
     if core.sum() < 50 or ring.sum() < 50:
         return None
     subject, world = np.median(back[core], axis=0), np.median(back[ring], axis=0)
