@@ -165,7 +165,8 @@ class PromptSegmenter(Step):
                              f" (not tracked since frame {state.lost_at})" if state.lost_at is not None else "")
                 mask = state.key_masks.pop(number, None)
                 if mask is None:  # no frame source (a live stream): the next frame is taken from the batch
-                    mask = self._key_cut(smalls[i], state.scale, state.keys[number], smalls[i + 1] if i + 1 < len(numbers) else None)
+                    following = smalls[i + 1] if i + 1 < len(numbers) else None
+                    mask = self._key_cut(smalls[i], state.scale, state.keys[number], following)
                 if number != state.key_frame or state.appearance is None:
                     self._learn(state, smalls[i], mask)
                 state.lost_at, state.suspect = None, None
@@ -305,6 +306,7 @@ class PromptSegmenter(Step):
         return self._refine(rgb, warped, reliable, person, back, neighbour_gray, mask)
 
     def _key_cut_from(self, frames: FrameSource, number: int, last: int, prompt: SubjectPrompt, scale: float) -> np.ndarray:
+        """``_key_cut`` on key frame ``number`` read from the shot, with the frame after it."""
         pictures = [self._work_image(rgb, scale) for _, rgb in frames(number, min(number + 1, last))]
         seed_frame(number)
         return self._key_cut(pictures[0], scale, prompt, pictures[1] if len(pictures) > 1 else None)
@@ -322,8 +324,7 @@ class PromptSegmenter(Step):
         where the cut's colours evidently missed them (see ``_where_colour_missed``). The key frame's GrabCut
         learns its background from the whole frame, so dark strands on a dark wall are background to it; tracked
         frames find them by motion, but only a few more each frame, so the first frames of a shot went without.
-        The world's motion is the median of the ring's *textured* pixels: on a flat dark wall the flow is borrowed
-        from the subject beside it, and the two motions looked the same."""
+        The world's motion comes from textured pixels only (see ``_two_motions``)."""
         band = _band_width(mask)
         grown = cv2.dilate(mask.astype(np.uint8), disc(band)).astype(bool)
         core = cv2.erode(mask.astype(np.uint8), disc(band)).astype(bool)
