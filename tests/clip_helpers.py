@@ -90,11 +90,13 @@ def compose(frame: np.ndarray, colour: np.ndarray, alpha: np.ndarray, x: int, y:
     return picture, truth
 
 
-def soft_clip(folder, frames: int) -> tuple[str, np.ndarray, list[tuple[int, int]]]:
-    """A sequence of the soft-edged subject moving over the moving background, with its true alpha."""
+def soft_clip(folder, frames: int, start: int | None = None, video: str | None = None) -> tuple[str, np.ndarray, list[tuple[int, int]]]:
+    """A sequence of the soft-edged subject moving over the moving background (``background``'s footage
+    unless ``video`` / ``start`` say which), with its true alpha."""
     colour, alpha, (ox, oy) = soft_subject()
     pictures, truths, corners = [], [], []
-    for t, frame in enumerate(background(frames)):
+    footage = background(frames) if video is None else background(frames, start if start is not None else 200, video)
+    for t, frame in enumerate(footage):
         px, py = position(t)
         picture, truth = compose(frame, colour, alpha, px - ox, py - oy)
         pictures.append(picture)

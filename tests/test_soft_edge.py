@@ -1,6 +1,7 @@
 """Soft alpha at the subject's edge, on a subject with hair-like strands and a feathered rim whose true alpha is known."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from clip_helpers import soft_clip
@@ -8,7 +9,7 @@ from matte_metrics import edge_alpha_error, edge_band, mean_boundary_f, mean_iou
 from video_helpers import read_all
 from vfx.config import PipelineConfig, with_overrides
 from vfx.job import JobSpec, run_job
-from vfx.matte import feather, soft_edge
+from vfx.matte import disc, feather, soft_edge
 from vfx.restyle.composite import composite_frame
 
 FRAMES = 16
@@ -72,3 +73,22 @@ def test_night_composite_has_no_daylight_halo(tmp_path):
           f"edge band mean level {out[band].mean():.1f} vs source {frame[band].mean():.1f}")
     assert halo_new == 0 and halo_old > 10
     assert out[band].mean() < frame[band].mean() - 10
+
+
+def test_key_frame_takes_dark_strands_on_a_dark_wall(tmp_path):
+    """The same subject over Megamind.avi's near-black wall: the key frame's colours call the strands background
+    (GrabCut learns its background from the whole frame's dark browns); their own motion to the next frame shows them."""
+    pattern, truths, corners = soft_clip(tmp_path, 2, start=100, video="Megamind.avi")
+    px, py = corners[0]
+    config = with_overrides(PipelineConfig(), {"segment.subject": [f"box:{px + 1},{py - 17},112,140@0"]})
+    run_job(JobSpec(pattern, str(tmp_path / "out.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
+    _, mattes = read_all(tmp_path / "m.%04d.png")
+    alpha, truth = mattes[0, ..., 0].astype(np.float32) / 255.0, truths[0]
+    body = cv2.morphologyEx((truth > 0.5).astype(np.uint8), cv2.MORPH_OPEN, disc(2)).astype(bool)
+    strands = (truth > 0.5) & ~body
+    between = cv2.morphologyEx((truth > 0.5).astype(np.uint8), cv2.MORPH_CLOSE, disc(8)).astype(bool) & (truth < 0.02)
+    ours, perfect_cut = edge_alpha_error(alpha, truth)
+    print(f"\ndark strands on a dark wall, key frame: mean alpha on the strands {alpha[strands].mean():.2f}, on the wall "
+          f"between them {alpha[between].mean():.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
+    assert alpha[strands].mean() >= 0.1, "the key frame drops the whole fan of dark strands"  # 0.02 by colour alone
+    assert alpha[between].mean() <= 0.05

@@ -60,6 +60,8 @@ class TrackState:
     backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
     first_frame: int = 0
     person: bool = False  # the key frames' subject is a person: the person model keeps its hair while tracking
+    # key frames' masks cut in ``prepare`` with the next frame at hand, so a key frame at a batch's end gets the same cut
+    key_masks: dict[int, np.ndarray] = field(default_factory=dict)
 
     def backward_mask(self, number: int) -> np.ndarray:
         return self.backward.get(number - self.first_frame).astype(bool)
@@ -90,6 +92,9 @@ class PromptSegmenter(Step):
         scale = min(1.0, self.work_size / max(shot.width, shot.height))
         state = TrackState(key_frame=key, scale=scale, keys=keys)
         shot.steps[self.name] = state
+        if frames is not None:
+            for number, prompt in keys.items():
+                state.key_masks[number] = self._key_cut_from(frames, number, shot.last_frame, prompt, scale)
         if key == shot.first_frame:
             return
         frames = require_frames(frames, self.name, key)
@@ -107,8 +112,7 @@ class PromptSegmenter(Step):
 
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
-        seed_frame(first + key_index)
-        mask = self._key_mask(key_rgb, scale, state.keys[state.key_frame])
+        mask = state.key_masks[state.key_frame]
         self._learn(state, key_rgb, mask)
         state.first_frame = first
         state.backward = Spool(mask.shape, prefix="vfx-track-")
@@ -159,7 +163,10 @@ class PromptSegmenter(Step):
                 if number != state.key_frame:
                     log.info("subject re-prompted on key frame %d%s", number,
                              f" (not tracked since frame {state.lost_at})" if state.lost_at is not None else "")
-                mask = self._key_mask(smalls[i], state.scale, state.keys[number])
+                mask = state.key_masks.pop(number, None)
+                if mask is None:  # no frame source (a live stream): the next frame is taken from the batch
+                    following = smalls[i + 1] if i + 1 < len(numbers) else None
+                    mask = self._key_cut(smalls[i], state.scale, state.keys[number], following)
                 if number != state.key_frame or state.appearance is None:
                     self._learn(state, smalls[i], mask)
                 state.lost_at, state.suspect = None, None
@@ -290,17 +297,46 @@ class PromptSegmenter(Step):
         instead of being glued to the subject (which made the matte smear a trail).
         """
         back, forward = flows
-        h, w = mask.shape
-        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        map_x, map_y = grid_x + back[..., 0], grid_y + back[..., 1]
-        warped = cv2.remap(mask.astype(np.float32), map_x, map_y, cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0) > 0.5
+        warped = _warped(mask, back) > 0.5
         if not warped.any():
             return warped  # the subject has left the frame
-        forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        forward_there = _warped(forward, back, cv2.BORDER_REPLICATE)
         disagreement = np.linalg.norm(back + forward_there, axis=-1)
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
         return self._refine(rgb, warped, reliable, person, back, neighbour_gray, mask)
+
+    def _key_cut_from(self, frames: FrameSource, number: int, last: int, prompt: SubjectPrompt, scale: float) -> np.ndarray:
+        """``_key_cut`` on key frame ``number`` read from the shot, with the frame after it."""
+        pictures = [self._work_image(rgb, scale) for _, rgb in frames(number, min(number + 1, last))]
+        seed_frame(number)
+        return self._key_cut(pictures[0], scale, prompt, pictures[1] if len(pictures) > 1 else None)
+
+    def _key_cut(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt, next_rgb: np.ndarray | None) -> np.ndarray:
+        """The key frame's cut from the prompt, plus what only the subject's own motion to the next frame shows."""
+        mask = self._key_mask(rgb, scale, prompt)
+        if next_rgb is None or is_cut(thumbnail_grey(rgb), thumbnail_grey(next_rgb)):
+            return mask
+        gray, next_gray = (cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in (rgb, next_rgb))
+        return self._with_own_motion(mask, gray, next_gray)
+
+    def _with_own_motion(self, mask: np.ndarray, gray: np.ndarray, next_gray: np.ndarray) -> np.ndarray:
+        """Pixels near the key frame's cut that only the subject's motion to the next frame explains, added to it
+        where the cut's colours evidently missed them (see ``_where_colour_missed``). The key frame's GrabCut
+        learns its background from the whole frame, so dark strands on a dark wall are background to it; tracked
+        frames find them by motion, but only a few more each frame, so the first frames of a shot went without.
+        The world's motion comes from textured pixels only (see ``_two_motions``)."""
+        band = _band_width(mask)
+        grown = cv2.dilate(mask.astype(np.uint8), disc(band)).astype(bool)
+        core = cv2.erode(mask.astype(np.uint8), disc(band)).astype(bool)
+        back, forward = self._flows(gray, next_gray)
+        motions = _two_motions(back, core, grown, band, cv2.cornerMinEigenVal(gray, 5) > TEXTURED)
+        if motions is None:
+            return mask
+        next_mask = _warped(mask, forward) > 0.5  # where the subject is on the next frame
+        fits = _only_subject_fits(gray, next_gray, *motions)
+        fits &= ~_shifted(next_mask.astype(np.uint8), *motions[1]).astype(bool)  # about to be covered by the subject
+        fits &= _where_colour_missed(mask, fits, band)
+        return fill_holes(mask | _grown_by_motion(mask, fits, 3 * band))
 
     def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: bool = False,
                 back: np.ndarray | None = None, neighbour_gray: np.ndarray | None = None,
@@ -314,8 +350,7 @@ class PromptSegmenter(Step):
         prior that only the subject's motion explains join it, grown from the prior, and those in the
         prior stay (dark strands on a dark wall, which GrabCut's colours would drop again every frame);
         ``neighbour_mask``, the neighbour frame's subject, tells background just uncovered from them."""
-        area = float(prior.sum())
-        band = int(np.clip(0.06 * np.sqrt(area), 3, 20))
+        band = _band_width(prior)
         kernel = disc(band)
         prior_u8 = prior.astype(np.uint8)
         grown = cv2.dilate(prior_u8, kernel).astype(bool)
@@ -433,11 +468,24 @@ def _looks_like_a_person(rgb: np.ndarray, mask: np.ndarray) -> bool:
 MOTION_FIT = 8.0
 
 
-def _two_motions(back: np.ndarray, core: np.ndarray, grown: np.ndarray, band: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _band_width(mask: np.ndarray) -> int:
+    """Width of the band around a subject's edge that tracking re-decides, in pixels."""
+    return int(np.clip(0.06 * np.sqrt(float(mask.sum())), 3, 20))
+
+
+def _two_motions(back: np.ndarray, core: np.ndarray, grown: np.ndarray, band: int,
+                 textured: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """The subject's and the world's motion to the neighbour frame: medians of the flow in the subject's
-    core and in a ring of the world beyond the band; None when they are within a pixel of each other,
-    where motion cannot tell them apart."""
+    core and in a ring of the world beyond the band; None when they are within a pixel of each other, where
+    motion cannot tell them apart. Given ``textured``, the world's motion is that of the ring's textured pixels,
+    or when the ring is a flat wall all round, of every textured pixel beyond the band: a flat wall's flow is
+    borrowed from the subject beside it (Megamind.avi's dark wall moved with the subject by the flow)."""
     ring = cv2.dilate(grown.astype(np.uint8), disc(2 * band)).astype(bool) & ~grown
+    if textured is not None:
+        moving = ring & textured
+        if moving.sum() < 50:  # a flat wall all round: the camera's motion from the textured world further off
+            moving = textured & ~grown
+        ring = moving if moving.sum() >= 50 else ring
     if core.sum() < 50 or ring.sum() < 50:
         return None
     subject, world = np.median(back[core], axis=0), np.median(back[ring], axis=0)
@@ -498,6 +546,26 @@ def _only_subject_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np
             & (contrast > 0.5 * MOTION_FIT))
 
 
+# The outline is split into this many sectors around the subject's centre to tell where colour missed what motion finds.
+SECTORS = 16
+
+
+def _where_colour_missed(mask: np.ndarray, fits: np.ndarray, band: int) -> np.ndarray:
+    """The sectors (around the mask's centre) where motion finds at least as many subject pixels beyond the
+    cut as inside its edge band. There the cut's colours missed a part of the subject (a whole fan of dark
+    strands); elsewhere what motion finds beyond it is a few sparse strands colour had left out, and taking
+    them made the outline fill the background between them on the frames after."""
+    ys, xs = np.nonzero(mask)
+    h, w = mask.shape
+    grid_y, grid_x = np.mgrid[0:h, 0:w]
+    angle = np.arctan2(grid_y - ys.mean(), grid_x - xs.mean())
+    sector = ((angle + np.pi) / (2 * np.pi) * SECTORS).astype(int) % SECTORS
+    edge = mask & ~cv2.erode(mask.astype(np.uint8), disc(band)).astype(bool)
+    inside = np.bincount(sector[fits & edge], minlength=SECTORS)
+    beyond = np.bincount(sector[fits & ~mask], minlength=SECTORS)
+    return (beyond >= np.maximum(inside, 1))[sector]
+
+
 def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) -> np.ndarray:
     """Pixels in the prior or within ``reach`` of it that the subject's motion explains, connected to the
     prior through such pixels, one-pixel gaps bridged."""
@@ -505,6 +573,14 @@ def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) ->
     found = subject_fits & zone
     bridged = cv2.dilate(found.astype(np.uint8), disc(1)).astype(bool)  # a strand's anti-aliased pixel may miss the test
     return _regions_touching(prior | bridged, prior) & found
+
+
+def _warped(image: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
+    """``image`` (a mask or a flow field) sampled where ``flow`` points from each pixel."""
+    h, w = flow.shape[:2]
+    grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return cv2.remap(image.astype(np.float32), grid_x + flow[..., 0], grid_y + flow[..., 1], cv2.INTER_LINEAR,
+                     borderMode=border, borderValue=0)
 
 
 def seed_frame(number: int) -> None:
