@@ -94,7 +94,9 @@ class PromptSegmenter(Step):
         shot.steps[self.name] = state
         if frames is not None:
             for number, prompt in keys.items():
-                state.key_masks[number] = self._key_cut_from(frames, number, shot.last_frame, prompt, scale)
+                mask = self._key_cut_from(frames, number, shot.last_frame, prompt, scale)
+                if mask is not None:  # else __call__ cuts it from the batch's frames
+                    state.key_masks[number] = mask
         if key == shot.first_frame:
             return
         frames = require_frames(frames, self.name, key)
@@ -112,7 +114,10 @@ class PromptSegmenter(Step):
 
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
-        mask = state.key_masks[state.key_frame]
+        mask = state.key_masks.get(state.key_frame)
+        if mask is None:
+            seed_frame(state.key_frame)
+            mask = self._key_cut(key_rgb, scale, state.keys[state.key_frame], None)
         self._learn(state, key_rgb, mask)
         state.first_frame = first
         state.backward = Spool(mask.shape, prefix="vfx-track-")
@@ -305,9 +310,13 @@ class PromptSegmenter(Step):
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
         return self._refine(rgb, warped, reliable, person, back, neighbour_gray, mask)
 
-    def _key_cut_from(self, frames: FrameSource, number: int, last: int, prompt: SubjectPrompt, scale: float) -> np.ndarray:
-        """``_key_cut`` on key frame ``number`` read from the shot, with the frame after it."""
+    def _key_cut_from(self, frames: FrameSource, number: int, last: int, prompt: SubjectPrompt,
+                      scale: float) -> np.ndarray | None:
+        """``_key_cut`` on key frame ``number`` read from the shot, with the frame after it; None when the
+        source gives no frames (the web preview's one-frame shot)."""
         pictures = [self._work_image(rgb, scale) for _, rgb in frames(number, min(number + 1, last))]
+        if not pictures:
+            return None
         seed_frame(number)
         return self._key_cut(pictures[0], scale, prompt, pictures[1] if len(pictures) > 1 else None)
 
