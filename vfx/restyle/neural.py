@@ -36,7 +36,7 @@ from vfx.models import load_manifest
 from vfx.models.embedded import read_embedded
 from vfx.parallel import cpu_workers, map_frames
 from vfx.restyle.composite import composite
-from vfx.restyle.temporal import TemporalState, motions, stabilise
+from vfx.restyle.temporal import PreviousFrame, TemporalState, motions, stabilise
 from vfx.video.sequence import read_image_rgb
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ class KeyFrameState:
 
     carried: int = 0  # frames since the last key frame (one the network painted)
     novel: float = 0.0  # fraction of the frame revealed since the last key frame (summed Motion.novel)
-    temporal: TemporalState = field(default_factory=TemporalState)  # the previous frame's grey copies
+    previous: PreviousFrame = field(default_factory=PreviousFrame)
 
 
 @dataclass
@@ -436,7 +436,7 @@ class NeuralFlow(Step):
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         state = shot.steps.setdefault(self.name, KeyFrameState())
-        batch.motions = motions(list(batch.originals), state.temporal, self.restyle.work_size(*batch.size))
+        batch.motions = motions(list(batch.originals), state.previous, self.restyle.work_size(*batch.size))
         for motion in batch.motions:
             state.novel += motion.novel
             motion.key = motion.back is None or state.carried >= self.restyle.every - 1 or state.novel > NOVEL_REPAINT

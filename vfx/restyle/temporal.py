@@ -96,10 +96,18 @@ def resize_flow(flow: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 # -- stabilising -------------------------------------------------------------------------------
 @dataclass
-class TemporalState:
-    grey: np.ndarray | None = None  # last source frame, grey, full size
+class PreviousFrame:
+    """The last frame the flow saw, for the next batch's first flow (the flow stage's memory)."""
+
+    grey: np.ndarray | None = None  # grey, full size
     small: np.ndarray | None = None  # the same at the check size
     thumb: np.ndarray | None = None  # tiny grey copy, to tell a cut from motion
+
+
+@dataclass
+class TemporalState:
+    """The stabilising's memory."""
+
     painted: np.ndarray | None = None  # last stabilised painting, float32 [H, W, 3]
     resets: int = 0  # cuts (and the shot's start) where painting started over
 
@@ -134,7 +142,7 @@ class Motion:
 NOVEL_LEVELS = 20  # grey levels of motion-compensated change that mean new content (walkers, disocclusions)
 
 
-def motions(sources: list[np.ndarray], state: TemporalState, check_size: tuple[int, int],
+def motions(sources: list[np.ndarray], state: PreviousFrame, check_size: tuple[int, int],
             preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> list[Motion]:
     """Backward flow of every frame of a batch against its predecessor (the previous batch's last for the first).
 
