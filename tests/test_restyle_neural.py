@@ -134,6 +134,28 @@ def test_flicker_within_1_5x_the_source_and_the_look_moved_toward_the_painting(c
     assert palette < 0.75
 
 
+def test_a_frame_above_the_carry_size_is_carried_small_and_finished_sharp(starry_step):
+    """Above ``neural_carry`` the flow and the carried painting are at the carry size; the frame's own
+    finest detail is added at the end, so the output is as sharp as carrying at full size, and steady."""
+    frames = frames_of("vtest.avi", 300, 309)  # 768x576, carried at 384x288
+    small = build_neural(RestyleConfig(style_image=str(STARRY), neural_size=256, neural_carry=384), "cpu")
+    shot = shot_for(frames)
+    out = restyle(small, frames, batch=5, shot=shot)
+    assert out.shape == frames.shape
+    assert shot.steps["restyle"].temporal.painted.shape == (288, 384, 3)
+    full = restyle(starry_step, frames, batch=5)  # carried at 768x576
+
+    def fine(x: np.ndarray) -> float:  # energy of the detail a 384-wide picture cannot hold
+        grey = cv2.cvtColor(x, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        return float(np.abs(grey - cv2.resize(cv2.resize(grey, (384, 288), interpolation=cv2.INTER_AREA), (768, 576), interpolation=cv2.INTER_CUBIC)).mean())
+
+    soft = np.stack([cv2.resize(cv2.resize(f, (384, 288), interpolation=cv2.INTER_AREA), (768, 576), interpolation=cv2.INTER_CUBIC) for f in full])
+    assert fine(out[5]) > 0.8 * fine(full[5]) and fine(out[5]) > 2 * fine(soft[5]), "the frame's own fine detail is there"
+    assert flicker_ratio(out, frames) <= 1.5
+    with pytest.raises(VfxError, match="neural_carry .* must be at least neural_size"):
+        build_neural(RestyleConfig(style_image=str(STARRY), neural_size=512, neural_carry=384), "cpu")
+
+
 def test_choosing_neural_never_loads_weights_and_says_why_not():
     assert neural_serves(RestyleConfig(style_image=str(STARRY))) is None
     assert neural_serves(RestyleConfig(style="starry")) is None

@@ -44,6 +44,7 @@ class RestyleConfig(BaseModel):
     preserve_colour: bool = Field(False, description="neural: keep the source's colours, take the painting's strokes")
     neural_size: int = Field(384, ge=128, le=2048, description="neural: longest side the network paints at (stroke scale; the arbitrary network was trained at 384)")
     neural_every: int = Field(6, ge=1, le=8, description="neural: run the network at least every Nth frame (and at every cut, and sooner once new content appears); the frames between carry its painting along the flow")
+    neural_carry: int = Field(768, ge=128, le=8192, description="neural: longest side the painting is carried along the flow at; larger frames get their finest detail from each frame itself (cost grows with this squared)")
     temporal: float = Field(0.995, ge=0, lt=1, description="neural: weight of the flow-carried previous painting where flows agree and the source did not change")
 
 

@@ -345,7 +345,10 @@ class NeuralRestyle(Step):
                  weights: np.ndarray | None = None):
         if (painting is None) == (weights is None):
             raise VfxError("neural restyle needs exactly one of a painting (--style-image) or built-in style weights (--style)")
+        if config.neural_carry < config.neural_size:
+            raise VfxError(f"neural_carry ({config.neural_carry}) must be at least neural_size ({config.neural_size}): the painting is carried at that size")
         self.strength, self.size, self.keep = config.style_strength, config.neural_size, config.temporal
+        self.carry = config.neural_carry
         self.every = config.neural_every
         self.preserve_colour = config.preserve_colour
         self.change = 20.0  # motion-compensated source change (grey levels) at which a pixel is repainted (1/e)
@@ -363,8 +366,21 @@ class NeuralRestyle(Step):
 
     def work_size(self, width: int, height: int) -> tuple[int, int]:
         """Working (width, height): longest side ``neural_size`` (never enlarged), multiples of 4."""
-        scale = min(1.0, self.size / max(width, height))
-        return max(4, round(width * scale / 4) * 4), max(4, round(height * scale / 4) * 4)
+        return _longest(width, height, self.size)
+
+    def carry_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) the painting is stabilised and carried at: the frame's own up to ``neural_carry``.
+
+        Above it, the flow and the carrying cost grow with the pixels, while the painting has nothing
+        finer than the network's strokes to carry; each frame's own finest detail is added at the end
+        (``finish_frame``). vtest.avi scaled to 1280x720: 254 -> 150 ms of CPU a frame carried at 768 px
+        instead of 1280 (benchmarks/RESULTS.md, "Carrying at 768 px").
+        """
+        return (width, height) if max(width, height) <= self.carry else _longest(width, height, self.carry)
+
+    def at_carry_size(self, frame: np.ndarray) -> np.ndarray:
+        size = self.carry_size(frame.shape[1], frame.shape[0])
+        return frame if size == (frame.shape[1], frame.shape[0]) else cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
 
     def stages(self) -> list[Step]:
         """Each stage in its own thread: the flow of one batch, the network painting the next one's key
@@ -377,7 +393,7 @@ class NeuralRestyle(Step):
             batch = self.painter(self.flow(batch, shot), shot)
         moves, sources = batch.motions, batch.originals
         batch.motions = None  # the flows and paintings are this step's alone; the encoder need not hold them
-        stroke = 2 * round(2 * batch.size[0] / self.work_size(*batch.size)[0]) + 1  # box (pixels) that holds a brush stroke at full size
+        stroke = 2 * round(2 * self.carry_size(*batch.size)[0] / self.work_size(*batch.size)[0]) + 1  # box (pixels) that holds a brush stroke at the carry size
         stable, gains = [], []
         for motion in moves:
             stable.append(stabilise(motion.fresh, motion, state.temporal, self.keep, self.change))
@@ -412,9 +428,15 @@ class NeuralRestyle(Step):
         return detail_upsample(np.ascontiguousarray(painted, dtype=np.float32), frame)
 
     def finish_frame(self, painted: np.ndarray, frame: np.ndarray, gain: float, stroke: int) -> np.ndarray:
+        """uint8 at the frame's size: ``painted`` (float32 0..1, at the carry size) with ``gain`` times its stroke contrast."""
         base = cv2.blur(painted, (stroke, stroke)) if gain > 1.0 else painted
-        # base + gain * (painted - base), scaled to 0..255, rounded and saturated to uint8 in one pass
-        out = cv2.addWeighted(painted, 255.0 * gain, base, 255.0 * (1.0 - gain), 0.0, dtype=cv2.CV_8U)
+        if painted.shape[:2] == frame.shape[:2]:
+            # base + gain * (painted - base), scaled to 0..255, rounded and saturated to uint8 in one pass
+            out = cv2.addWeighted(painted, 255.0 * gain, base, 255.0 * (1.0 - gain), 0.0, dtype=cv2.CV_8U)
+        else:
+            lifted = cv2.addWeighted(painted, gain, base, 1.0 - gain, 0.0) if gain > 1.0 else painted
+            full = detail_upsample(lifted, frame)  # this frame's own detail finer than the carry size
+            out = cv2.addWeighted(full, 255.0, full, 0.0, 0.0, dtype=cv2.CV_8U)
         return keep_colours(out, frame) if self.preserve_colour else out
 
     def finish(self, shot: ShotState) -> dict | None:
@@ -436,7 +458,7 @@ class NeuralFlow(Step):
 
     def __call__(self, batch: FrameBatch, shot: ShotState) -> FrameBatch:
         state = shot.steps.setdefault(self.name, KeyFrameState())
-        batch.motions = motions(list(batch.originals), state.previous, self.restyle.work_size(*batch.size))
+        batch.motions = motions(list(batch.originals), state.previous, self.restyle.work_size(*batch.size), self.restyle.carry_size(*batch.size))
         for motion in batch.motions:
             state.novel += motion.novel
             motion.key = motion.back is None or state.carried >= self.restyle.every - 1 or state.novel > NOVEL_REPAINT
@@ -445,7 +467,7 @@ class NeuralFlow(Step):
 
 
 class NeuralPaint(Step):
-    """Second stage: the batch's key frames through the network in one run, brought to full size
+    """Second stage: the batch's key frames through the network in one run, brought to the carry size
     (``Motion.fresh``), and their flow checked (only frames that blend a fresh painting need it; here,
     not in the flow stage, which has the most work of the three)."""
 
@@ -461,11 +483,17 @@ class NeuralPaint(Step):
             sources, size = batch.originals, self.restyle.work_size(*batch.size)
             small = np.stack(map_frames(lambda i: cv2.resize(sources[i], size, interpolation=cv2.INTER_AREA), keys))
             painted = self.restyle.paint(small, state)
-            fresh = map_frames(lambda k: self.restyle.full_size(painted[k], sources[keys[k]]), list(range(len(keys))))
+            fresh = map_frames(lambda k: self.restyle.full_size(painted[k], self.restyle.at_carry_size(sources[keys[k]])), list(range(len(keys))))
             for i, painting in zip(keys, fresh):
                 batch.motions[i].fresh = painting
             map_frames(lambda i: batch.motions[i].check(), keys)
         return batch
+
+
+def _longest(width: int, height: int, side: int) -> tuple[int, int]:
+    """(width, height) scaled down (never up) to a longest side of ``side``, multiples of 4."""
+    scale = min(1.0, side / max(width, height))
+    return max(4, round(width * scale / 4) * 4), max(4, round(height * scale / 4) * 4)
 
 
 # -- registry hooks ------------------------------------------------------------------------------
