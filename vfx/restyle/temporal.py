@@ -12,6 +12,7 @@ the clip, divided by the same number for the source itself.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -142,18 +143,18 @@ class Motion:
 NOVEL_LEVELS = 20  # grey levels of motion-compensated change that mean new content (walkers, disocclusions)
 
 
-def motions(sources: list[np.ndarray], state: PreviousFrame, check_size: tuple[int, int], carry_size: tuple[int, int] | None = None,
+def motions(sources: list[np.ndarray], state: PreviousFrame, check_size: tuple[int, int], carry_size: tuple[int, int],
             preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> list[Motion]:
     """Backward flow of every frame of a batch against its predecessor (the previous batch's last for the first).
 
     The backward flow, which moves the painting, is computed at the size the painting is carried at
-    (``carry_size``, default the frame's): on flat, clean footage (animation) a flow from a smaller
+    (``carry_size``, the frame's own up to ``restyle.neural_carry``): on flat, clean footage (animation) a flow from a smaller
     copy than the painting misplaces its strokes by a pixel and they shimmer (Megamind.avi: warping
     error 1.17x the source's with full-size flow, 2.0x at 3/4 size). The forward flow only checks it,
     for occlusions, at ``check_size`` (the network's size): ``Motion.check``.
     """
     greys = [grey(s) for s in sources]
-    if carry_size is not None and carry_size != greys[0].shape[::-1]:
+    if carry_size != greys[0].shape[::-1]:
         greys = [cv2.resize(g, carry_size, interpolation=cv2.INTER_AREA) for g in greys]
     smalls = [cv2.resize(g, check_size, interpolation=cv2.INTER_AREA) for g in greys]
     thumbs = [thumbnail_grey(s) for s in sources]
@@ -215,6 +216,9 @@ def stabilise(fresh: np.ndarray | None, motion: Motion, state: TemporalState, ke
 
 
 # -- measuring ---------------------------------------------------------------------------------
+Flow = Callable[[np.ndarray, np.ndarray], np.ndarray]  # flow(grey, other): grey's pixels to where ``other`` shows them
+
+
 def farneback_flow(grey: np.ndarray, other: np.ndarray) -> np.ndarray:
     """Flow from ``grey`` to ``other`` by Farneback's method: a flow the restyle never carries its painting
     along, to measure with. Measured with DIS medium at full size, the very flow that carries the
@@ -223,7 +227,7 @@ def farneback_flow(grey: np.ndarray, other: np.ndarray) -> np.ndarray:
     return cv2.calcOpticalFlowFarneback(grey, other, None, 0.5, 4, 15, 3, 5, 1.2, 0)
 
 
-def warping_errors(frames: np.ndarray, sources: np.ndarray, valid: np.ndarray | None = None, flow=dis_flow) -> list[float]:
+def warping_errors(frames: np.ndarray, sources: np.ndarray, valid: np.ndarray | None = None, flow: Flow = dis_flow) -> list[float]:
     """Per consecutive pair: mean |warp(frame t-1) - frame t| over agreeing (and ``valid``) pixels.
 
     frames, sources: uint8 [T, H, W, 3] (frames may be the sources themselves); valid: bool [T, H, W].
@@ -249,10 +253,10 @@ def warping_errors(frames: np.ndarray, sources: np.ndarray, valid: np.ndarray | 
     return map_frames(pair, list(range(1, len(frames))))
 
 
-def warping_error(frames: np.ndarray, sources: np.ndarray, valid: np.ndarray | None = None, flow=dis_flow) -> float:
+def warping_error(frames: np.ndarray, sources: np.ndarray, valid: np.ndarray | None = None, flow: Flow = dis_flow) -> float:
     return float(np.nanmean(warping_errors(frames, sources, valid, flow)))
 
 
-def flicker_ratio(frames: np.ndarray, sources: np.ndarray, valid: np.ndarray | None = None, flow=dis_flow) -> float:
+def flicker_ratio(frames: np.ndarray, sources: np.ndarray, valid: np.ndarray | None = None, flow: Flow = dis_flow) -> float:
     """Warping error of ``frames`` divided by the source's own (1.0: as steady as the footage)."""
     return warping_error(frames, sources, valid, flow) / max(warping_error(sources, sources, valid, flow), 1e-6)
