@@ -8,9 +8,10 @@ re-prompts the subject from the user's prompt there (after a cut, or where track
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -41,6 +42,10 @@ PERSON_THRESHOLD = 0.75  # the person model's blurry fringe took the lit wall be
 PERSON_CARRIED = 0.4
 
 
+Seen = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # a tracked frame, for the clean plate (see ``_seen``)
+PlateDifference = Callable[[tuple[slice, slice]], np.ndarray]  # ``_plate_difference`` of one frame, for a window of it
+
+
 @dataclass
 class TrackState:
     """What the tracker carries from one batch of a shot to the next."""
@@ -62,6 +67,9 @@ class TrackState:
     person: bool = False  # the key frames' subject is a person: the person model keeps its hair while tracking
     # key frames' masks cut in ``prepare`` with the next frame at hand, so a key frame at a batch's end gets the same cut
     key_masks: dict[int, np.ndarray] = field(default_factory=dict)
+    # the frames tracked since the last restart, newest last (at most PLATE_HISTORY), for a clean plate of the
+    # world: (picture, where the subject may be, homography from its pixels to the frame before's; None on the first)
+    seen: list[Seen] = field(default_factory=list)
 
     def backward_mask(self, number: int) -> np.ndarray:
         return self.backward.get(number - self.first_frame).astype(bool)
@@ -160,7 +168,7 @@ class PromptSegmenter(Step):
         thumbs = map_frames(thumbnail_grey, smalls)
         masks = []
         for i, number in enumerate(numbers):
-            held = False
+            held = tracked = False
             seed_frame(number)
             if number < state.key_frame:
                 mask = state.backward_mask(number)
@@ -187,8 +195,14 @@ class PromptSegmenter(Step):
                 # after a held (damaged) frame, track from the last good frame instead
                 flow = self._flows(grays[i], state.previous_gray) if state.skipped else flows[i]
                 neighbour = state.previous_gray if state.skipped else earlier[i]
-                mask = self._check(state, number, smalls[i],
-                                   self._propagate(state.previous_mask, flow, smalls[i], state.person, neighbour))
+                to_previous = _world_homography(flow[0], state.previous_mask)
+                plate = None if to_previous is None else functools.partial(_plate_difference, smalls[i], to_previous, state.seen)
+                mask = self._check(state, number, smalls[i], self._propagate(
+                    state.previous_mask, flow, smalls[i], state.person, neighbour, plate))
+                state.seen = [*state.seen[1 - PLATE_HISTORY:], _seen(smalls[i], mask, to_previous)]
+                tracked = True
+            if not tracked:  # a key frame, a restart or a held (damaged) frame: the plate's history starts over
+                state.seen = [] if held else [_seen(smalls[i], mask, None)]
             masks.append(mask)
             state.skipped = held
             if not held:  # a damaged frame never becomes what the next frame is tracked from
@@ -294,7 +308,8 @@ class PromptSegmenter(Step):
         return dis.calc(gray, other_gray, None), dis.calc(other_gray, gray, None)
 
     def _propagate(self, mask: np.ndarray, flows: tuple[np.ndarray, np.ndarray], rgb: np.ndarray,
-                   person: bool = False, neighbour_gray: np.ndarray | None = None) -> np.ndarray:
+                   person: bool = False, neighbour_gray: np.ndarray | None = None,
+                   plate: PlateDifference | None = None) -> np.ndarray:
         """Carry the neighbour's mask into this frame, trusting only flow that agrees both ways.
 
         Background uncovered behind a moving subject gets flow "from the subject" by smoothness;
@@ -308,7 +323,7 @@ class PromptSegmenter(Step):
         forward_there = _warped(forward, back, cv2.BORDER_REPLICATE)
         disagreement = np.linalg.norm(back + forward_there, axis=-1)
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
-        return self._refine(rgb, warped, reliable, person, back, neighbour_gray, mask)
+        return self._refine(rgb, warped, reliable, person, back, neighbour_gray, mask, plate)
 
     def _key_cut_from(self, frames: FrameSource, number: int, last: int, prompt: SubjectPrompt,
                       scale: float) -> np.ndarray | None:
@@ -349,7 +364,7 @@ class PromptSegmenter(Step):
 
     def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: bool = False,
                 back: np.ndarray | None = None, neighbour_gray: np.ndarray | None = None,
-                neighbour_mask: np.ndarray | None = None) -> np.ndarray:
+                neighbour_mask: np.ndarray | None = None, plate: PlateDifference | None = None) -> np.ndarray:
         """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed.
         Where the subject and the world around it move differently (``back``: flow to the neighbour
         frame ``neighbour_gray``), textured band pixels moving with the world cannot join the subject,
@@ -358,7 +373,9 @@ class PromptSegmenter(Step):
         colour models shaved off a little more every frame). Pixels up to three band widths beyond the
         prior that only the subject's motion explains join it, grown from the prior, and those in the
         prior stay (dark strands on a dark wall, which GrabCut's colours would drop again every frame);
-        ``neighbour_mask``, the neighbour frame's subject, tells background just uncovered from them."""
+        ``neighbour_mask``, the neighbour frame's subject, tells background just uncovered from them.
+        ``plate`` (see ``_plate_difference``): band pixels that match the world seen there a few frames ago are
+        the world; pixels unlike it that move with the subject join it, grown from the prior as above."""
         band = _band_width(prior)
         kernel = disc(band)
         prior_u8 = prior.astype(np.uint8)
@@ -383,6 +400,11 @@ class PromptSegmenter(Step):
                 if neighbour_mask is not None:  # just uncovered by the subject: the world's motion cannot explain it either
                     fits &= ~_shifted(neighbour_mask[sl].astype(np.uint8), *motions[1]).astype(bool)
                 labels[_grown_by_motion(prior[sl], fits, 3 * band)] = cv2.GC_FGD
+                if plate is not None:
+                    difference = plate(sl)
+                    labels[(grown[sl] & ~core[sl] & (difference < PLATE_SAME))] = cv2.GC_BGD
+                    in_front = _in_front_of_plate(gray[sl], neighbour_gray, sl, difference, *motions)
+                    labels[_grown_by_motion(prior[sl], in_front, 3 * band)] = cv2.GC_FGD
         refined = prior.copy()
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():
             roi = np.ascontiguousarray(rgb[sl])
@@ -582,6 +604,73 @@ def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) ->
     found = subject_fits & zone
     bridged = cv2.dilate(found.astype(np.uint8), disc(1)).astype(bool)  # a strand's anti-aliased pixel may miss the test
     return _regions_touching(prior | bridged, prior) & found
+
+
+PLATE_FRAMES = (3, 6, 9, 12)  # how many frames back the world is looked at for the clean plate
+PLATE_HISTORY = max(PLATE_FRAMES)
+PLATE_SAME = 8.0  # grey levels (largest channel) within which a pixel is the world seen there before
+PLATE_DIFFERENT = 20.0  # ... and beyond which it is something in front of that world
+
+
+def _world_homography(back: np.ndarray, previous_mask: np.ndarray) -> np.ndarray | None:
+    """3x3 map from this frame's pixels to the previous frame's, fitted (RANSAC) to the flow away from the
+    subject; None when too little of the frame is away from it or the world does not move as one plane."""
+    if not previous_mask.any():
+        return None
+    h, w = previous_mask.shape
+    x0, y0, x1, y1 = _padded_box(previous_mask, 3 * _band_width(previous_mask) + 8, (h, w))  # 8: the subject's move
+    ys, xs = np.mgrid[0:h:6, 0:w:6]
+    away = (xs < x0) | (xs >= x1) | (ys < y0) | (ys >= y1)
+    if away.sum() < 50:
+        return None
+    here = np.stack([xs[away], ys[away]], -1).astype(np.float32)
+    homography, inliers = cv2.findHomography(here, here + back[ys[away], xs[away]], cv2.RANSAC, 1.0)
+    if homography is None or inliers.sum() < 0.5 * len(here):
+        return None
+    return homography
+
+
+def _seen(picture: np.ndarray, mask: np.ndarray, to_previous: np.ndarray | None) -> Seen:
+    """A tracked frame for the plate: the subject may be up to three band widths beyond its mask (missed strands)."""
+    reach = 2 * (3 * _band_width(mask) + 1) + 1
+    return picture, cv2.dilate(mask.astype(np.uint8), np.ones((reach, reach), np.uint8)), to_previous  # a square: fast
+
+
+def _plate_difference(rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen], window: tuple[slice, slice]) -> np.ndarray:
+    """float32, ``window`` of the frame: how far each pixel is from the world as it was seen there ``PLATE_FRAMES``
+    frames ago (largest channel difference; the least over those frames), NaN where the subject was in the way on all.
+
+    The subject moves over the world, so a few frames back the world behind its edge was in sight: a clean
+    plate, moved here along the world's homographies. Colour cannot tell dark strands from a dark wall; the
+    wall as it looked a moment before, without them, can."""
+    rows, cols = window
+    here = np.ascontiguousarray(rgb[window])
+    h, w = here.shape[:2]
+    nearest = np.full((h, w), np.nan, np.float32)
+    chain = to_previous @ np.array([[1, 0, cols.start], [0, 1, rows.start], [0, 0, 1]], np.float64)  # window -> frame
+    for back, (picture, covered, earlier) in enumerate(reversed(seen), start=1):
+        if back in PLATE_FRAMES:
+            world = cv2.warpPerspective(picture, chain, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            hidden = cv2.warpPerspective(covered, chain, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=1)
+            difference = cv2.absdiff(here, world).max(axis=-1).astype(np.float32)
+            difference[hidden > 0] = np.nan
+            nearest = np.fmin(nearest, difference)
+        if earlier is None:
+            break
+        chain = earlier @ chain
+    return nearest
+
+
+def _in_front_of_plate(gray: np.ndarray, neighbour_gray: np.ndarray, window: tuple[slice, slice], plate: np.ndarray,
+                       subject: np.ndarray, world: np.ndarray) -> np.ndarray:
+    """Pixels of ``window`` (``gray`` and ``plate`` are that window) unlike the world seen there before that the
+    neighbour frame shifted by the subject's motion explains, and by the world's motion clearly less well. The
+    second test keeps out what changed in the world itself: a talking face behind the subject is unlike its
+    plate, but it moves with the world."""
+    to_subject, to_world = (cv2.absdiff(gray, _shifted(neighbour_gray, *motion)[window]).astype(np.float32)
+                            for motion in (subject, world))
+    return (plate > PLATE_DIFFERENT) & (to_subject < MOTION_FIT) & (to_world - to_subject > 0.5 * MOTION_FIT)
 
 
 def _warped(image: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_CONSTANT) -> np.ndarray:
