@@ -99,6 +99,8 @@ def under_roots(path: str, roots: list[str], what: str) -> Path:
     """``path`` resolved (symlinks followed) if it lies under an input root; Refused(403/404) otherwise."""
     if "://" in path or path.startswith(("concat:", "pipe:", "file:")):
         raise Refused(422, f"{what}: only local files are accepted, not URLs or protocols")
+    if "\x00" in path:  # the OS cannot take it: resolving it raises instead of answering
+        raise Refused(422, f"{what}: a path cannot contain a NUL byte")
     resolved = Path(path).resolve()
     if not any(resolved.is_relative_to(Path(r).expanduser().resolve()) for r in roots):
         raise Refused(403, f"{what}: path is outside the service's input roots")
