@@ -99,11 +99,14 @@ def under_roots(path: str, roots: list[str], what: str) -> Path:
     """``path`` resolved (symlinks followed) if it lies under an input root; Refused(403/404) otherwise."""
     if "://" in path or path.startswith(("concat:", "pipe:", "file:")):
         raise Refused(422, f"{what}: only local files are accepted, not URLs or protocols")
-    if "\x00" in path:  # the OS cannot take it: resolving it raises instead of answering
-        raise Refused(422, f"{what}: a path cannot contain a NUL byte")
-    resolved = Path(path).resolve()
-    if not any(resolved.is_relative_to(Path(r).expanduser().resolve()) for r in roots):
+    try:
+        resolved = Path(path).resolve()
+        inside = any(resolved.is_relative_to(Path(r).expanduser().resolve()) for r in roots)
+        found = inside and resolved.is_file()
+    except (ValueError, OSError):  # a NUL byte, an unpaired surrogate, a name too long: the OS raises, not answers
+        raise Refused(422, f"{what}: not a path the OS can look up (a NUL byte, an unpaired surrogate or a name too long)") from None
+    if not inside:
         raise Refused(403, f"{what}: path is outside the service's input roots")
-    if not resolved.is_file():
+    if not found:
         raise Refused(404, f"{what}: {path}: no such file")
     return resolved
