@@ -396,7 +396,8 @@ class PromptSegmenter(Step):
             textured = cv2.cornerMinEigenVal(gray, 5) > TEXTURED
             labels[(grown & ~prior & _moving_with_world(back, *motions) & textured)[sl]] = cv2.GC_BGD
             if neighbour_gray is not None:
-                subject_fits, world_fits = _which_motion_fits(gray, neighbour_gray, *motions)
+                residuals = _motion_residuals(gray, neighbour_gray, *motions)
+                subject_fits, world_fits = _which_motion_fits(*residuals)
                 labels[(prior & subject_fits & textured & reliable)[sl]] = cv2.GC_FGD
                 labels[(grown & ~core & world_fits & textured)[sl]] = cv2.GC_BGD
                 fits = _only_subject_fits(gray[sl], neighbour_gray[sl], *motions)
@@ -406,7 +407,7 @@ class PromptSegmenter(Step):
                 if plate is not None:
                     difference = plate(sl)
                     labels[(grown[sl] & ~core[sl] & (difference < PLATE_SAME))] = cv2.GC_BGD
-                    in_front = _in_front_of_plate(gray[sl], neighbour_gray, sl, difference, *motions)
+                    in_front = _in_front_of_plate(difference, residuals[0][sl], residuals[1][sl])
                     labels[_grown_by_motion(prior[sl], in_front, 3 * band)] = cv2.GC_FGD
         refined = prior.copy()
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():
@@ -544,14 +545,17 @@ def _shifted(gray: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return cv2.warpAffine(gray, shift, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _which_motion_fits(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np.ndarray,
-                       world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _motion_residuals(gray: np.ndarray, neighbour_gray: np.ndarray, subject: np.ndarray,
+                      world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 |gray - the neighbour frame shifted by the subject's motion|, and by the world's."""
+    return tuple(cv2.absdiff(gray, _shifted(neighbour_gray, *motion)).astype(np.float32) for motion in (subject, world))
+
+
+def _which_motion_fits(to_subject: np.ndarray, to_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pixels that the neighbour frame shifted by the subject's motion explains clearly better than
-    shifted by the world's, and the reverse. A direct photometric test of the two motions, pixel by
-    pixel: unlike the flow, it borrows nothing from the neighbours (a 5x5 window filled the gaps
-    between hair strands). Flat pixels fit both; callers keep only textured ones."""
-    to_subject, to_world = (cv2.absdiff(gray, _shifted(neighbour_gray, *motion)).astype(np.float32)
-                            for motion in (subject, world))
+    shifted by the world's, and the reverse (``_motion_residuals``). A direct photometric test of the two
+    motions, pixel by pixel: unlike the flow, it borrows nothing from the neighbours (a 5x5 window filled
+    the gaps between hair strands). Flat pixels fit both; callers keep only textured ones."""
     subject_fits = (to_subject < 0.5 * to_world) & (to_world - to_subject > MOTION_FIT)
     world_fits = (to_world < 0.5 * to_subject) & (to_subject - to_world > MOTION_FIT)
     return subject_fits, world_fits
@@ -665,14 +669,11 @@ def _plate_difference(rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen]
     return nearest
 
 
-def _in_front_of_plate(gray: np.ndarray, neighbour_gray: np.ndarray, window: tuple[slice, slice], plate: np.ndarray,
-                       subject: np.ndarray, world: np.ndarray) -> np.ndarray:
-    """Pixels of ``window`` (``gray`` and ``plate`` are that window) unlike the world seen there before that the
-    neighbour frame shifted by the subject's motion explains, and by the world's motion clearly less well. The
+def _in_front_of_plate(plate: np.ndarray, to_subject: np.ndarray, to_world: np.ndarray) -> np.ndarray:
+    """Pixels unlike the world seen there before (``plate``) that the neighbour frame shifted by the subject's
+    motion explains, and by the world's motion clearly less well (``_motion_residuals``, same window). The
     second test keeps out what changed in the world itself: a talking face behind the subject is unlike its
     plate, but it moves with the world."""
-    to_subject, to_world = (cv2.absdiff(gray, _shifted(neighbour_gray, *motion)[window]).astype(np.float32)
-                            for motion in (subject, world))
     return (plate > PLATE_DIFFERENT) & (to_subject < MOTION_FIT) & (to_world - to_subject > 0.5 * MOTION_FIT)
 
 
