@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from vfx.frames import FrameBatch, FrameSource, ShotState, Step
+from vfx.parallel import priority
 
 log = logging.getLogger(__name__)
 _END = object()
@@ -89,8 +90,8 @@ class Pipeline:
         errors: list[BaseException] = []
         queues = [queue.Queue(self.queue_depth) for _ in range(len(self.steps) + 1)]
         threads = [threading.Thread(target=self._feed, args=(batches, queues[0], stop, errors), name="vfx-decode", daemon=True)]
-        for step, inbox, outbox in zip(self.steps, queues, queues[1:]):
-            threads.append(threading.Thread(target=self._stage, args=(step, shot, inbox, outbox, stop, errors),
+        for level, (step, inbox, outbox) in enumerate(zip(self.steps, queues, queues[1:]), start=1):
+            threads.append(threading.Thread(target=self._stage, args=(step, shot, inbox, outbox, stop, errors, level),
                                             name=f"vfx-{step.name}", daemon=True))
         for thread in threads:
             thread.start()
@@ -136,11 +137,12 @@ class Pipeline:
 
     @staticmethod
     def _stage(step: Step, shot: ShotState, inbox: queue.Queue, outbox: queue.Queue,
-               stop: threading.Event, errors: list) -> None:
+               stop: threading.Event, errors: list, level: int) -> None:
         try:
-            for batch in _drain(inbox, stop):
-                if not _put(outbox, step(batch, shot), stop):
-                    return
+            with priority(level):  # later stages' per-frame work first: the frames nearest the output
+                for batch in _drain(inbox, stop):
+                    if not _put(outbox, step(batch, shot), stop):
+                        return
         except _Failed:
             return
         except BaseException as exc:
