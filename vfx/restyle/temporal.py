@@ -66,18 +66,24 @@ def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LIN
     return cv2.remap(image, grid[1] + flow[..., 0], grid[0] + flow[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
-def carry(painting: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """A painting moved one frame along ``flow``, for a painting carried through hundreds of frames.
+Maps = tuple[np.ndarray, np.ndarray]  # remap's fixed-point maps (1/32 pixel): cv2.convertMaps(..., CV_16SC2)
+
+
+def fixed_maps(flow: np.ndarray) -> Maps:
+    """``flow`` as the fixed-point maps remap would make of it itself on every call (the same pixels)."""
+    grid = _grid(*flow.shape[:2])
+    return cv2.convertMaps(grid[1] + flow[..., 0], grid[0] + flow[..., 1], cv2.CV_16SC2)
+
+
+def carry(painting: np.ndarray, maps: Maps) -> np.ndarray:
+    """A painting moved one frame along a flow (its ``fixed_maps``), for a painting carried through hundreds of frames.
 
     Bilinear resampling blurs a little more every frame it is applied (the strokes melt within a
     second); OpenCV's bicubic (a = -0.75) sharpens a little more every frame (the strokes turn to
     crackle). Their mean is close to neutral.
     """
-    grid = _grid(*flow.shape[:2])
-    # remap turns float maps into fixed point (1/32 pixel) itself; done once here, for both: the same pixels
-    map_xy, map_frac = cv2.convertMaps(grid[1] + flow[..., 0], grid[0] + flow[..., 1], cv2.CV_16SC2)
-    linear = cv2.remap(painting, map_xy, map_frac, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    cubic = cv2.remap(painting, map_xy, map_frac, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+    linear = cv2.remap(painting, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    cubic = cv2.remap(painting, *maps, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
     return cv2.addWeighted(linear, 0.5, cubic, 0.5, 0.0)
 
 
@@ -136,6 +142,7 @@ class Motion:
     small: np.ndarray
     thumb: np.ndarray
     back: np.ndarray | None = None  # flow t -> t-1, at the carry size (``grey``'s)
+    maps: Maps | None = None  # ``back`` as remap's fixed-point maps: made once for the residual and the carry
     prior: tuple[np.ndarray, np.ndarray] | None = None  # frame t-1's grey and small grey, for ``check``
     agree: np.ndarray | None = None  # float32 0..1: forward and backward flow agree (after ``check``)
     residual: np.ndarray | None = None  # uint8 |source t - warped source t-1| in grey levels
@@ -181,7 +188,8 @@ def motions(sources: list[np.ndarray], state: PreviousFrame, check_size: tuple[i
             return motion
         motion.back = dis_flow(greys[i], prior, iterations=CARRY_ITERATIONS)
         motion.prior = (prior, prior_small)
-        residual = cv2.absdiff(greys[i], warp(prior, motion.back))
+        motion.maps = fixed_maps(motion.back)
+        residual = cv2.absdiff(greys[i], cv2.remap(prior, *motion.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
         motion.novel = cv2.countNonZero(cv2.compare(residual, NOVEL_LEVELS, cv2.CMP_GT)) / residual.size
         motion.residual = residual
         return motion
@@ -218,12 +226,12 @@ def stabilise(fresh: np.ndarray | None, motion: Motion, state: TemporalState, ke
         out = fresh
         state.resets += 1
     elif fresh is None:
-        out = carry(state.painted, motion.back)
+        out = carry(state.painted, motion.maps)
     elif keep <= 0:
         out = fresh
     else:
         weight = cv2.merge([carry_weight(motion.check(), keep, change)[..., 0]] * 3)
-        carried = carry(state.painted, motion.back)
+        carried = carry(state.painted, motion.maps)
         out = cv2.add(carried, cv2.multiply(cv2.subtract(fresh, carried), 1.0 - weight))  # weight * carried + (1 - weight) * fresh
     state.painted = out
     return out
