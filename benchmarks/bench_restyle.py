@@ -141,8 +141,8 @@ def report(rows: list[dict], size: str | None) -> str:
              f"agents' work: frames/s are noisy; each is over {rows[0].get('rounds', 1)} runs of each script in ABBA order. Warping error: Lai et al.",
              "2018, flow on the source, mean |warp(out t-1) - out t| over pixels whose flows agree; texture / palette:",
              "distance to the painting relative to the source's (lower = closer to the painting). The warping error",
-             "is measured twice: with DIS medium (the issue's flow, and the one vfx carries its painting along at up to",
-             "`restyle.neural_carry`) and with Farneback's flow, which vfx never uses.", "",
+             "is measured twice: with DIS medium (the issue's flow; vfx carries its painting along DIS medium with fewer",
+             "iterations, at up to `restyle.neural_carry`) and with Farneback's flow, which vfx never uses.", "",
              "| clip | frames | size | backend | frames/s | warping error, DIS (x source) | x source, Farneback flow | texture | palette |",
              "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:

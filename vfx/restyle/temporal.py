@@ -45,7 +45,7 @@ def dis_flow(grey: np.ndarray, other: np.ndarray, preset: int = cv2.DISOPTICAL_F
 # The flow the painting is carried along: DIS medium with 12 patch-descent and 4 refinement iterations
 # instead of 25 and 5. 20% less CPU at 768x576 (39 -> 31 ms a frame), and as steady measured by the
 # flows it was not computed with; only the metric's own flow (DIS medium) reads it a little higher
-# (benchmarks/RESULTS.md, "Fewer DIS iterations for the carry flow").
+# (benchmarks/RESULTS.md, "Less CPU a frame at 768x576").
 CARRY_ITERATIONS = (12, 4)
 
 
