@@ -42,11 +42,11 @@ def dis_flow(grey: np.ndarray, other: np.ndarray, preset: int = cv2.DISOPTICAL_F
     return cache[preset, iterations].calc(grey, other, None)
 
 
-# The flow the painting is carried along: DIS medium with 12 patch-descent and 4 refinement iterations
-# instead of 25 and 5. 20% less CPU at 768x576 (39 -> 31 ms a frame), and as steady measured by the
-# flows it was not computed with; only the metric's own flow (DIS medium) reads it a little higher
-# (benchmarks/RESULTS.md, "Less CPU a frame at 768x576").
-CARRY_ITERATIONS = (12, 4)
+# The flows restyling computes (the carry's, and the occlusion check's): DIS medium with 12 patch-descent
+# and 4 refinement iterations instead of 25 and 5. 20% less CPU at 768x576 (39 -> 31 ms a frame), and as
+# steady measured by the flows the painting was not carried along; only the metric's own flow (DIS
+# medium) reads it a little higher (benchmarks/RESULTS.md, "Less CPU a frame at 768x576").
+FLOW_ITERATIONS = (12, 4)
 
 
 _grids: dict[tuple[int, int], np.ndarray] = {}
@@ -151,14 +151,14 @@ class Motion:
     key: bool = False  # painted afresh (a key frame), decided by the restyle's flow stage
     fresh: np.ndarray | None = None  # a key frame's fresh painting at the carry size, from the restyle's paint stage
 
-    def check(self, preset: int = cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) -> Motion:
+    def check(self) -> Motion:
         """Where the backward flow can be trusted: the forward flow at the small size agrees with it
         (occlusions) and the motion-compensated source did not change. Only frames that blend a
         fresh painting need it (``stabilise``)."""
         if self.back is not None and self.agree is None:
             prior, prior_small = self.prior
             h, w = self.small.shape
-            agree = flows_agree(resize_flow(self.back, (w, h)), dis_flow(prior_small, self.small, preset))
+            agree = flows_agree(resize_flow(self.back, (w, h)), dis_flow(prior_small, self.small, iterations=FLOW_ITERATIONS))
             self.agree = cv2.resize(agree.astype(np.float32), self.grey.shape[::-1], interpolation=cv2.INTER_LINEAR)
         return self
 
@@ -187,7 +187,7 @@ def motions(sources: list[np.ndarray], state: PreviousFrame, check_size: tuple[i
         prior, prior_small, prior_thumb = before[i]
         if prior is None or prior.shape != greys[i].shape or is_cut(prior_thumb, thumbs[i]):
             return motion
-        motion.back = dis_flow(greys[i], prior, iterations=CARRY_ITERATIONS)
+        motion.back = dis_flow(greys[i], prior, iterations=FLOW_ITERATIONS)
         motion.prior = (prior, prior_small)
         motion.maps = fixed_maps(motion.back)
         residual = cv2.absdiff(greys[i], cv2.remap(prior, *motion.maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
