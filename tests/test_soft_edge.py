@@ -75,18 +75,30 @@ def test_night_composite_has_no_daylight_halo(tmp_path):
     assert out[band].mean() < frame[band].mean() - 10
 
 
-def test_key_frame_takes_dark_strands_on_a_dark_wall(tmp_path):
-    """The same subject over Megamind.avi's near-black wall: the key frame's colours call the strands background
-    (GrabCut learns its background from the whole frame's dark browns); their own motion to the next frame shows them."""
-    pattern, truths, corners = soft_clip(tmp_path, 2, start=100, video="Megamind.avi")
+def boxed_over_megamind(tmp_path, frames: int, start: int) -> tuple[np.ndarray, np.ndarray]:
+    """``vfx run`` with the soft-edged subject boxed on frame 0, over Megamind.avi from ``start``: its alpha and the truth."""
+    pattern, truths, corners = soft_clip(tmp_path, frames, start=start, video="Megamind.avi")
     px, py = corners[0]
     config = with_overrides(PipelineConfig(), {"segment.subject": [f"box:{px + 1},{py - 17},112,140@0"]})
     run_job(JobSpec(pattern, str(tmp_path / "out.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
     _, mattes = read_all(tmp_path / "m.%04d.png")
-    alpha, truth = mattes[0, ..., 0].astype(np.float32) / 255.0, truths[0]
-    body = cv2.morphologyEx((truth > 0.5).astype(np.uint8), cv2.MORPH_OPEN, disc(2)).astype(bool)
-    strands = (truth > 0.5) & ~body
-    between = cv2.morphologyEx((truth > 0.5).astype(np.uint8), cv2.MORPH_CLOSE, disc(8)).astype(bool) & (truth < 0.02)
+    return mattes[..., 0].astype(np.float32) / 255.0, truths
+
+
+def strands_and_between(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The true strands (subject outside its opened body) and the wall between them (inside its closing, alpha ~0)."""
+    subject = (truth > 0.5).astype(np.uint8)
+    body = cv2.morphologyEx(subject, cv2.MORPH_OPEN, disc(2)).astype(bool)
+    between = cv2.morphologyEx(subject, cv2.MORPH_CLOSE, disc(8)).astype(bool) & (truth < 0.02)
+    return subject.astype(bool) & ~body, between
+
+
+def test_key_frame_takes_dark_strands_on_a_dark_wall(tmp_path):
+    """The same subject over Megamind.avi's near-black wall: the key frame's colours call the strands background
+    (GrabCut learns its background from the whole frame's dark browns); their own motion to the next frame shows them."""
+    alphas, truths = boxed_over_megamind(tmp_path, 2, 100)
+    alpha, truth = alphas[0], truths[0]
+    strands, between = strands_and_between(truth)
     ours, perfect_cut = edge_alpha_error(alpha, truth)
     print(f"\ndark strands on a dark wall, key frame: mean alpha on the strands {alpha[strands].mean():.2f}, on the wall "
           f"between them {alpha[between].mean():.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
@@ -97,17 +109,12 @@ def test_key_frame_takes_dark_strands_on_a_dark_wall(tmp_path):
 def test_tracked_frames_keep_dark_strands_by_the_world_seen_before(tmp_path):
     """The subject over Megamind.avi's dark wall from frame 200, tracked: a few frames back the wall behind the
     strands was in sight (a clean plate), and the strands are what differs from it."""
-    pattern, truths, corners = soft_clip(tmp_path, FRAMES, start=200, video="Megamind.avi")
-    px, py = corners[0]
-    config = with_overrides(PipelineConfig(), {"segment.subject": [f"box:{px + 1},{py - 17},112,140@0"]})
-    run_job(JobSpec(pattern, str(tmp_path / "out.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
-    _, mattes = read_all(tmp_path / "m.%04d.png")
-    alpha, truth = mattes[8:, ..., 0].astype(np.float32) / 255.0, truths[8:]  # frames with a plate 3 to 12 frames back
+    alphas, truths = boxed_over_megamind(tmp_path, FRAMES, 200)
+    alpha, truth = alphas[8:], truths[8:]  # frames with a plate 3 to 12 frames back
     strand_alpha, between_alpha = [], []
     for a, t in zip(alpha, truth):
-        body = cv2.morphologyEx((t > 0.5).astype(np.uint8), cv2.MORPH_OPEN, disc(2)).astype(bool)
-        between = cv2.morphologyEx((t > 0.5).astype(np.uint8), cv2.MORPH_CLOSE, disc(8)).astype(bool) & (t < 0.02)
-        strand_alpha.append(a[(t > 0.5) & ~body].mean())
+        strands, between = strands_and_between(t)
+        strand_alpha.append(a[strands].mean())
         between_alpha.append(a[between].mean())
     ours, perfect_cut = np.mean([edge_alpha_error(a, t) for a, t in zip(alpha, truth)], axis=0)
     print(f"\ndark strands on a dark wall, tracked frames 8-15: mean alpha on the strands {np.mean(strand_alpha):.2f}, on the "

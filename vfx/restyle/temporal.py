@@ -60,10 +60,15 @@ def _grid(h: int, w: int) -> np.ndarray:
     return grid
 
 
+def _targets(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (x, y) each pixel of ``flow`` points to."""
+    grid = _grid(*flow.shape[:2])
+    return grid[1] + flow[..., 0], grid[0] + flow[..., 1]
+
+
 def warp(image: np.ndarray, flow: np.ndarray, interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
     """Pull ``image`` (the other frame) into this frame along ``flow`` (this frame -> other)."""
-    grid = _grid(*flow.shape[:2])
-    return cv2.remap(image, grid[1] + flow[..., 0], grid[0] + flow[..., 1], interpolation, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(image, *_targets(flow), interpolation, borderMode=cv2.BORDER_REPLICATE)
 
 
 Maps = tuple[np.ndarray, np.ndarray]  # remap's fixed-point maps (1/32 pixel): cv2.convertMaps(..., CV_16SC2)
@@ -71,8 +76,7 @@ Maps = tuple[np.ndarray, np.ndarray]  # remap's fixed-point maps (1/32 pixel): c
 
 def fixed_maps(flow: np.ndarray) -> Maps:
     """``flow`` as the fixed-point maps remap would make of it itself on every call (the same pixels)."""
-    grid = _grid(*flow.shape[:2])
-    return cv2.convertMaps(grid[1] + flow[..., 0], grid[0] + flow[..., 1], cv2.CV_16SC2)
+    return cv2.convertMaps(*_targets(flow), cv2.CV_16SC2)
 
 
 def carry(painting: np.ndarray, maps: Maps) -> np.ndarray:
@@ -94,12 +98,11 @@ def flows_agree(flow_back: np.ndarray, flow_fwd: np.ndarray) -> np.ndarray:
     pixels whose flow leaves the frame are never trusted.
     """
     h, w = flow_back.shape[:2]
-    grid = _grid(h, w)
+    x, y = _targets(flow_back)  # once, for the warp and for what leaves the frame
     bx, by = cv2.split(flow_back)  # contiguous planes: numpy on the interleaved views took 3x as long
-    tx, ty = cv2.split(warp(flow_fwd, flow_back))
+    tx, ty = cv2.split(cv2.remap(flow_fwd, x, y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))  # ``warp``
     lx, ly = bx + tx, by + ty
     tolerance = 0.01 * ((bx * bx + by * by) + (tx * tx + ty * ty)) + 0.5
-    x, y = grid[1] + bx, grid[0] + by
     inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
     return (lx * lx + ly * ly <= tolerance) & inside
 
