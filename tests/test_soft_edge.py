@@ -31,8 +31,11 @@ def test_box_prompt_gives_soft_alpha_at_the_edge(tmp_path):
     # the same tracked outline, as a hard matte and with the outward feather the compositor used to get
     hard = np.mean([edge_alpha_error((a > 0.5).astype(np.float32), t)[0] for a, t in zip(alpha, truths)])
     feathered = np.mean([edge_alpha_error(feather(a > 0.5, 6.0), t)[0] for a, t in zip(alpha, truths)])
+    # frames 3 on have a clean plate (the world seen there 3-12 frames back): the background beside the subject
+    haze = np.mean([a[edge_band(t) & (t == 0)].mean() for a, t in zip(alpha[3:], truths[3:])])
     print(f"\nsoft-edged subject, box prompt, {FRAMES} frames: IoU {iou:.3f}, boundary F {bf:.3f}; edge-band alpha error "
-          f"{ours:.3f} (same outline hard {hard:.3f}, outward feather {feathered:.3f}, perfect hard cut of the truth {perfect_cut:.3f})")
+          f"{ours:.3f} (same outline hard {hard:.3f}, outward feather {feathered:.3f}, perfect hard cut of the truth {perfect_cut:.3f}); "
+          f"mean alpha on the background in the edge band, frames 3-{FRAMES - 1}: {haze:.3f}")
     assert ((alpha > 0.02) & (alpha < 0.98)).mean() > 0.001, "the matte has fractional alpha at its edge"
     assert iou >= 0.85
     assert ours < hard and ours < 0.75 * feathered
@@ -41,8 +44,10 @@ def test_box_prompt_gives_soft_alpha_at_the_edge(tmp_path):
     # motion explains (photometric test) to 0.123, a band as wide inside as out and the solver's faint haze
     # snapped to 0 to 0.113, and where the outline is ragged (it fills the gaps between the hair strands) a
     # band twice as deep inside with the prior nearly off to 0.093: the target, below a perfect hard
-    # cut of the true matte (0.103); a clean plate of the world from 3-12 frames back, to 0.084
+    # cut of the true matte (0.103); a clean plate of the world from 3-12 frames back, to 0.084; and outside the
+    # hard cut, alpha 0 where the pixel is the world the plate shows, to 0.079
     assert ours < perfect_cut
+    assert haze <= 0.06  # 0.088 before the plate's world was taken out of band matting's haze, 0.039 after
 
 
 def test_soft_edge_from_the_true_outline_beats_a_perfect_hard_cut(tmp_path):

@@ -169,9 +169,10 @@ class PromptSegmenter(Step):
             list(range(len(batch))),
         )
         thumbs = map_frames(thumbnail_grey, smalls)
-        masks = []
+        masks, worlds = [], []
         for i, number in enumerate(numbers):
             held = tracked = False
+            world = None
             seed_frame(number)
             if number < state.key_frame:
                 mask = state.backward_mask(number)
@@ -202,15 +203,18 @@ class PromptSegmenter(Step):
                 plate = None if to_previous is None else functools.partial(_plate_difference, smalls[i], to_previous, state.seen)
                 mask = self._check(state, number, smalls[i], self._propagate(
                     state.previous_mask, flow, smalls[i], state.person, neighbour, plate))
+                if plate is not None and mask.any():
+                    world = _seen_before(plate, mask)
                 state.seen = [*state.seen[1 - PLATE_HISTORY:], _seen(smalls[i], mask, to_previous)]
                 tracked = True
             if not tracked:  # a key frame, a restart or a held (damaged) frame: the plate's history starts over
                 state.seen = [] if held else [_seen(smalls[i], mask, None)]
             masks.append(mask)
+            worlds.append(world)
             state.skipped = held
             if not held:  # a damaged frame never becomes what the next frame is tracked from
                 state.previous_mask, state.previous_thumb, state.previous_gray = mask, thumbs[i], grays[i]
-        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i]), list(range(len(batch)))))
+        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i], worlds[i]), list(range(len(batch)))))
         return batch
 
     @staticmethod
@@ -297,10 +301,17 @@ class PromptSegmenter(Step):
             return np.ascontiguousarray(rgb)
         return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
-    def _full_matte(self, mask: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+    def _full_matte(self, mask: np.ndarray, rgb: np.ndarray, world: np.ndarray | None = None) -> np.ndarray:
+        """The soft matte at the frame's size. ``world``: pixels that match the world seen there a few frames ago
+        (``_seen_before``); outside the hard cut they get alpha 0, which band matting's haze between strands lacked."""
         height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        return band_matting(rgb, hard, self.feather_px)
+        alpha = band_matting(rgb, hard, self.feather_px)
+        if world is not None:
+            if world.shape != (height, width):
+                world = cv2.resize(world.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+            alpha[world & ~hard] = 0.0
+        return alpha
 
     def _flows(self, gray: np.ndarray, other_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Dense flow both ways between a frame and its tracked neighbour (DIS, one per thread)."""
@@ -667,6 +678,15 @@ def _plate_difference(rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen]
             break
         chain = earlier @ chain
     return nearest
+
+
+def _seen_before(plate: PlateDifference, mask: np.ndarray) -> np.ndarray:
+    """Pixels around the subject within ``PLATE_SAME`` levels of the world seen there a few frames ago."""
+    x0, y0, x1, y1 = _padded_box(mask, 3 * _band_width(mask), mask.shape)
+    window = (slice(y0, y1), slice(x0, x1))
+    world = np.zeros(mask.shape, bool)
+    world[window] = plate(window) < PLATE_SAME  # NaN (no plate) compares False
+    return world
 
 
 def _in_front_of_plate(plate: np.ndarray, to_subject: np.ndarray, to_world: np.ndarray) -> np.ndarray:
