@@ -20,6 +20,12 @@ def photo_patch() -> np.ndarray:
     return cv2.resize(photo[40:300, 180:420], (110, 120))
 
 
+def portrait_patch() -> np.ndarray:
+    """A head and shoulders (obama2.jpg): a subject the person model takes for a person."""
+    photo = cv2.cvtColor(cv2.imread(str(SAMPLES / "obama2.jpg")), cv2.COLOR_BGR2RGB)
+    return cv2.resize(photo[100:700, 50:580], (110, 120))
+
+
 def hard_shape() -> np.ndarray:
     mask = np.zeros((120, 110), np.uint8)
     cv2.ellipse(mask, (55, 45), (40, 40), 0, 0, 360, 1, -1)
@@ -105,11 +111,12 @@ def soft_clip(folder, frames: int, start: int | None = None, video: str | None =
     return write_sequence(folder, np.stack(pictures), first=0, pattern="soft.%04d.png"), np.stack(truths), corners
 
 
-def hard_clip_frames(frames: int, start: int, offset: tuple[int, int] = (0, 0),
-                     video: str = "vtest.avi") -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The hard-edged cut-out moving over the moving background that starts at frame ``start`` of ``video``."""
+def hard_clip_frames(frames: int, start: int, offset: tuple[int, int] = (0, 0), video: str = "vtest.avi",
+                     patch: np.ndarray | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The hard-edged cut-out (of ``patch``, messi5.jpg's unless given) moving over the moving background that
+    starts at frame ``start`` of ``video``."""
     colour = np.zeros((120, 110, 3), np.float32)
-    colour[:] = photo_patch()
+    colour[:] = photo_patch() if patch is None else patch
     alpha = hard_shape().astype(np.float32)
     pictures, truths = [], []
     for t, frame in enumerate(background(frames, start, video)):

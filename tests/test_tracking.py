@@ -77,6 +77,26 @@ def test_prompt_tracking_iou(tmp_path, key_frame, prompt):
     assert iou >= (0.92 if prompt == "box" else 0.85)
 
 
+@pytest.mark.parametrize("start", [100, 400])
+def test_boxed_portrait_stays_its_own_size(tmp_path, start):
+    """A head and shoulders over vtest.avi's lawn: the person model imagines a torso below it, and while tracking
+    it may add only what neither motion nor the clean plate calls world, in colours the subject had."""
+    from clip_helpers import hard_clip_frames, portrait_patch, position
+
+    pictures, truths = hard_clip_frames(32, start=start, patch=portrait_patch())
+    pattern = write_sequence(tmp_path, np.stack(pictures), first=0, pattern="portrait.%04d.png")
+    px, py = position(0)
+    config = with_overrides(PipelineConfig(), {"segment.subject": [f"box:{px - 4},{py - 4},118,128@0"],
+                                               "restyle.style": "night", "segment.feather_px": 0})
+    run_job(JobSpec(pattern, str(tmp_path / "o.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
+    mattes = read_all(tmp_path / "m.%04d.png")[1][..., 0] > 127
+    iou, area = mean_iou(mattes, np.stack(truths)), mattes[-1].sum() / truths[-1].sum()
+    print(f"\nboxed portrait over vtest.avi from {start}: mean IoU {iou:.3f} over 32 frames; last frame's matte "
+          f"{area:.2f}x the subject's area")
+    assert iou >= 0.92  # 0.736 / 0.741 (1.53x / 2.38x the area) when the person model's torso took the lawn
+    assert area <= 1.15
+
+
 def test_subject_taken_again_after_a_cut(tmp_path, caplog):
     """Two shots cut together, the subject in both: found again from its key-frame appearance, or re-prompted on a second key frame."""
     import logging
