@@ -423,9 +423,11 @@ class PromptSegmenter(Step):
                 residuals = _motion_residuals(gray, neighbour_gray, *motions)
                 subject_fits, world_fits = _which_motion_fits(*residuals)
                 labels[(prior & subject_fits & textured & reliable)[sl]] = cv2.GC_FGD
-                fitting_world = grown & ~core & world_fits & textured
-                world |= fitting_world
-                labels[fitting_world[sl]] = cv2.GC_BGD
+                # beyond the prior, what neither motion explains moves on its own: a passer-by, not the subject
+                moving_alone = grown & ~core & textured & (np.minimum(*residuals) > 2 * MOTION_FIT)
+                not_subject = (grown & ~core & world_fits & textured) | moving_alone
+                world |= not_subject
+                labels[not_subject[sl]] = cv2.GC_BGD
                 fits = _only_subject_fits(gray[sl], neighbour_gray[sl], *motions)
                 if neighbour_mask is not None:  # just uncovered by the subject: the world's motion cannot explain it either
                     fits &= ~_shifted(neighbour_mask[sl].astype(np.uint8), *motions[1]).astype(bool)
