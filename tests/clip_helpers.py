@@ -5,6 +5,8 @@ messi5.jpg with an alpha we choose (hard, or with a hair-like fringe and a feath
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import cv2
 import numpy as np
 
@@ -138,8 +140,11 @@ def occluder_offset(t: int) -> int | None:
     return None
 
 
-def occluded_clip(folder, frames: int = 34) -> tuple[str, np.ndarray]:
-    """The hard cut-out, hidden for 10 frames by a real foreground object (a piece of building.jpg) that passes over it."""
+def occluded_clip(folder, frames: int = 34, twin: tuple[int, int] | None = None,
+                  path: Callable[[int], tuple[int, int]] = position) -> tuple[str, np.ndarray]:
+    """The hard cut-out moving along ``path``, hidden for 10 frames by a real foreground object (a piece of
+    building.jpg) that passes over it; with ``twin``, a second copy of the cut-out stands still at that corner, in
+    sight all along (not the subject)."""
     colour = np.zeros((120, 110, 3), np.float32)
     colour[:] = photo_patch()
     alpha = hard_shape().astype(np.float32)
@@ -147,8 +152,10 @@ def occluded_clip(folder, frames: int = 34) -> tuple[str, np.ndarray]:
     occluder = cv2.resize(building[:300, :280], (150, 160)).astype(np.float32)
     pictures, truths = [], []
     for t, frame in enumerate(background(frames)):
-        px, py = position(t)
+        px, py = path(t)
         picture, truth = compose(frame, colour, alpha, px, py)
+        if twin is not None:
+            picture, _ = compose(picture, colour, alpha, *twin)
         offset = occluder_offset(t)
         if offset is not None:
             picture, cover = compose(picture, occluder, np.ones((160, 150), np.float32), px - 20 + offset, py - 20)

@@ -168,6 +168,33 @@ def test_subject_found_again_after_a_full_occlusion(tmp_path, caplog):
     assert "subject lost at frame" in caplog.text and "subject found again at frame" in caplog.text
 
 
+def test_subject_found_again_where_it_went_not_its_twin(tmp_path, caplog):
+    """The subject walks on at an even pace behind a passing object while a look-alike stands in sight: it is
+    looked for where its motion took it, and the look-alike, far from there, is not taken for it."""
+    import logging
+
+    from clip_helpers import occluded_clip
+
+    def path(t: int) -> tuple[int, int]:
+        return 40 + 6 * t, 60 + 2 * t
+
+    caplog.set_level(logging.INFO, logger="vfx.segment.prompt")
+    pattern, truths = occluded_clip(tmp_path, twin=(360, 230), path=path)
+    px, py = path(0)
+    config = with_overrides(PipelineConfig(), {"segment.subject": [f"box:{px - 4},{py - 4},118,128@0"],
+                                               "restyle.style": "night", "segment.feather_px": 0})
+    run_job(JobSpec(pattern, str(tmp_path / "o.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
+    mattes = read_all(tmp_path / "m.%04d.png")[1][..., 0] > 127
+    after = slice(25, None)
+    on_twin = mattes[:, 230:350, 360:470].mean()
+    iou_after = mean_iou(mattes[after], truths[after])
+    print(f"\nsubject hidden frames 12-21, its twin in sight: matte on the twin {on_twin:.1%}, "
+          f"after re-emergence mean IoU {iou_after:.3f}")
+    assert on_twin < 0.02
+    assert iou_after >= 0.85
+    assert "subject found again at frame" in caplog.text
+
+
 def test_two_subjects_get_a_matte_each_and_both_stay_untouched(tmp_path):
     from clip_helpers import position, two_subject_clip
 

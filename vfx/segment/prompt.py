@@ -64,6 +64,11 @@ class TrackState:
     previous_mask: np.ndarray | None = None
     previous_thumb: np.ndarray | None = None
     lost_at: int | None = None  # frame from which the subject is not tracked (a cut, an occlusion, gone)
+    velocity: tuple[float, float] = (0.0, 0.0)  # the subject's recent motion, work-size pixels a frame (x, y)
+    # the last frame where it was whole (see ``_follow``) and its box there (x0, y0, x1, y1)
+    last_whole: tuple[int, tuple[int, int, int, int]] | None = None
+    recent_area: float = 0.0  # its area over the last frames it was whole
+    hidden: bool = False  # lost from sight (occluded, gone), not at a cut: look where its motion takes it first
     appearance: Appearance | None = None  # the subject on the key frames, to find it again
     key_score: float = 0.0  # how much the key frames' masks looked like the subject
     suspect: int | None = None  # a frame unlike the one before, at a batch's end: damaged or a cut?
@@ -194,6 +199,8 @@ class PromptSegmenter(Step):
                     mask = self._key_cut(smalls[i], state.scale, state.keys[number], following)
                 if number != state.key_frame or state.appearance is None:
                     self._learn(state, smalls[i], mask)
+                if mask.any():
+                    _seen_whole(state, number, mask, restart=True)
                 state.lost_at, state.suspect = None, None
             elif state.lost_at is not None:
                 mask = self._find_again(state, number, smalls[i])
@@ -214,6 +221,7 @@ class PromptSegmenter(Step):
                 if plate is not None and mask.any():
                     world = _seen_before(plate, mask)
                 state.seen = [*state.seen[1 - PLATE_HISTORY:], _seen(smalls[i], mask, to_previous)]
+                _follow(state, number, mask, flow[0])
                 tracked = True
             if not tracked:  # a key frame, a restart or a held (damaged) frame: the plate's history starts over
                 state.seen = [] if held else [_seen(smalls[i], mask, None)]
@@ -237,7 +245,7 @@ class PromptSegmenter(Step):
         if state.suspect is not None:
             suspect, state.suspect = state.suspect, None
             if is_cut(state.previous_thumb, thumb):
-                state.lost_at = suspect
+                state.lost_at, state.hidden = suspect, False
                 log.warning("shot cut at frame %d: the subject is not tracked from there on", suspect)
                 return empty, False
             log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", suspect)
@@ -248,7 +256,7 @@ class PromptSegmenter(Step):
         if not is_cut(state.previous_thumb, next_thumb):
             log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", number)
             return state.previous_mask, True
-        state.lost_at = number
+        state.lost_at, state.hidden = number, False
         log.warning("shot cut at frame %d: the subject is not tracked from there on", number)
         return empty, False
 
@@ -275,7 +283,7 @@ class PromptSegmenter(Step):
         # that looks somewhat unlike it must stay so for a run of frames; shrinking away, or looking
         # nothing like it (slid onto an occluder), is decisive at once.
         if small or score < 0.25 or state.unlike >= UNLIKE_FRAMES:
-            state.lost_at, state.unlike = number, 0
+            state.lost_at, state.unlike, state.hidden = number, 0, True
             log.info("subject lost at frame %d (%s): looking for it by its key-frame appearance", number,
                      "occluded or gone" if small else "the tracked region no longer looks like it")
             return np.zeros_like(mask)
@@ -286,21 +294,42 @@ class PromptSegmenter(Step):
         empty = np.zeros(rgb.shape[:2], dtype=bool)
         if state.appearance is None:
             return empty
-        for (x, y, w, h), _ in state.appearance.candidates(rgb)[:2]:
-            pad_x, pad_y = int(0.15 * w) + 2, int(0.15 * h) + 2
-            x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
-            x1, y1 = min(rgb.shape[1], x + w + pad_x), min(rgb.shape[0], y + h + pad_y)
-            try:
-                mask = self._key_mask(rgb, 1.0, SubjectPrompt(None, (x0, y0, x1 - x0, y1 - y0)))
-            except VfxError:
-                continue
-            area = mask.sum() / state.appearance.area
-            if 0.4 <= area <= 2.5 and state.appearance.score(rgb, mask) >= 0.8 * state.key_score:
-                log.info("subject found again at frame %d from its key-frame appearance (not tracked since frame %d)",
-                         number, state.lost_at)
-                state.lost_at = None
-                return mask
-        return empty
+        # where its motion took it, its colours need only match less: the place and size already say much (the best
+        # of the places its motion may have taken it is kept); for a while after it went out of sight, a look-alike
+        # far from there is somebody else (a twin, a passer-by)
+        predicted = _where_it_went(state, number)
+        found = [found for found in (self._cut_like(state, rgb, box, *FOUND_NEAR) for box in predicted) if found]
+        if not found:
+            likely = [box for box, _ in state.appearance.candidates(rgb)[:2] if not predicted or _near(box, predicted[0])]
+            found = next(([found] for found in (self._cut_like(state, rgb, box, *FOUND_BY_COLOUR) for box in likely)
+                          if found), [])
+        if not found:
+            return empty
+        _, mask = max(found, key=lambda scored: scored[0])
+        log.info("subject found again at frame %d from its key-frame appearance (not tracked since frame %d)",
+                 number, state.lost_at)
+        state.lost_at = None
+        _seen_whole(state, number, mask, restart=True)
+        return mask
+
+    def _cut_like(self, state: TrackState, rgb: np.ndarray, box: tuple[int, int, int, int], likeness: float,
+                  least: float) -> tuple[float, np.ndarray] | None:
+        """GrabCut in ``box`` (x, y, w, h), padded: its score and mask if it has at least ``least`` of the key frames'
+        area (and at most 2.5 times) and looks like them at least ``likeness`` as much as they did, else None."""
+        x, y, w, h = box
+        pad_x, pad_y = int(0.15 * w) + 2, int(0.15 * h) + 2
+        x0, y0 = max(0, x - pad_x), max(0, y - pad_y)
+        x1, y1 = min(rgb.shape[1], x + w + pad_x), min(rgb.shape[0], y + h + pad_y)
+        if x1 - x0 < 4 or y1 - y0 < 4:  # its motion took it out of the picture
+            return None
+        try:
+            mask = self._key_mask(rgb, 1.0, SubjectPrompt(None, (x0, y0, x1 - x0, y1 - y0)))
+        except VfxError:
+            return None
+        score = state.appearance.score(rgb, mask)
+        if least <= mask.sum() / state.appearance.area <= 2.5 and score >= likeness * state.key_score:
+            return score, mask
+        return None
 
     # -- pieces ---------------------------------------------------------------------------
     @staticmethod
@@ -734,6 +763,58 @@ def seed_frame(number: int) -> None:
     matte depends on the shot alone, not on what the thread ran before: service workers reuse
     threads, and a resumed tracking pass starts mid-shot, yet both must match `vfx run`."""
     cv2.setRNGSeed(number + 1)
+
+
+# How long after the subject went out of sight (occluded, not at a cut) it is first looked for where its last
+# motion would have taken it, before anywhere its colours are.
+FIND_NEAR_FRAMES = 25
+# How much a region must look like the key frames' subject (as ``_check`` scores it), and the least part of its
+# key-frame area it must have, to be taken for it: where its motion took it (it may be coming back into sight: a
+# part would be tracked from, and grow back slowly), and anywhere its colours are.
+FOUND_NEAR, FOUND_BY_COLOUR = (0.6, 0.7), (0.8, 0.4)
+
+
+def _follow(state: TrackState, number: int, mask: np.ndarray, back: np.ndarray) -> None:
+    """Update where the subject was last whole (at least four fifths of its recent area: it may shrink slowly as it
+    walks away, not at once) and, on such frames, its motion: the median of its core's flow (``back``, the flow to
+    the frame before), which an occluder eating into the outline does not move as it moves the outline's centre."""
+    if mask.any() and _seen_whole(state, number, mask):
+        core = cv2.erode(mask.astype(np.uint8), disc(_band_width(mask))).astype(bool)
+        dx, dy = -np.median(back[core if core.any() else mask], axis=0)
+        vx, vy = state.velocity
+        state.velocity = (0.5 * vx + 0.5 * float(dx), 0.5 * vy + 0.5 * float(dy))
+
+
+def _seen_whole(state: TrackState, number: int, mask: np.ndarray, restart: bool = False) -> bool:
+    """Note the subject's box if it is whole on this frame (or tracking restarts here); whether it was."""
+    area = float(mask.sum())
+    whole = restart or area >= 0.8 * state.recent_area
+    if whole:
+        state.last_whole = number, _padded_box(mask, 0, mask.shape)
+    state.recent_area = area if restart else 0.5 * state.recent_area + 0.5 * area
+    if restart:
+        state.velocity = (0.0, 0.0)
+    return whole
+
+
+def _where_it_went(state: TrackState, number: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (x, y, w, h) where the subject may be by frame ``number`` while out of sight: where its last motion takes
+    it, half as far, and where it was last whole."""
+    if not state.hidden or state.last_whole is None or state.lost_at is None or number - state.lost_at > FIND_NEAR_FRAMES:
+        return []
+    seen, (x0, y0, x1, y1) = state.last_whole
+    places = []
+    for share in (1.0, 0.5, 0.0):  # it may have slowed or stopped behind what hid it
+        dx, dy = (round(share * v * (number - seen)) for v in state.velocity)
+        if (x0 + dx, y0 + dy, x1 - x0, y1 - y0) not in places:
+            places.append((x0 + dx, y0 + dy, x1 - x0, y1 - y0))
+    return places
+
+
+def _near(box: tuple[int, int, int, int], expected: tuple[int, int, int, int]) -> bool:
+    """Whether ``box``'s centre is within two of ``expected``'s sizes of its centre (boxes as x, y, w, h)."""
+    (x, y, w, h), (ex, ey, ew, eh) = box, expected
+    return abs(x + w / 2 - ex - ew / 2) <= 2 * ew and abs(y + h / 2 - ey - eh / 2) <= 2 * eh
 
 
 def _padded_box(mask: np.ndarray, pad: int, shape: tuple[int, int]) -> tuple[int, int, int, int]:
