@@ -298,11 +298,10 @@ class PromptSegmenter(Step):
         # of the places its motion may have taken it is kept); for a while after it went out of sight, a look-alike
         # far from there is somebody else (a twin, a passer-by)
         predicted = _where_it_went(state, number)
-        found = [found for found in (self._cut_like(state, rgb, box, *FOUND_NEAR) for box in predicted) if found]
+        found = [cut for cut in (self._cut_like(state, rgb, box, *FOUND_NEAR) for box in predicted) if cut]
         if not found:
             likely = [box for box, _ in state.appearance.candidates(rgb)[:2] if not predicted or _near(box, predicted[0])]
-            found = next(([found] for found in (self._cut_like(state, rgb, box, *FOUND_BY_COLOUR) for box in likely)
-                          if found), [])
+            found = next(([cut] for cut in (self._cut_like(state, rgb, box, *FOUND_BY_COLOUR) for box in likely) if cut), [])
         if not found:
             return empty
         _, mask = max(found, key=lambda scored: scored[0])
