@@ -473,12 +473,12 @@ class PromptSegmenter(Step):
             cv2.grabCut(roi, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), self.refine_iterations, cv2.GC_INIT_WITH_MASK)
             refined[sl] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
         refined = _regions_touching(fill_holes(refined), core if core.any() else prior)
-        if person is None:
-            return refined
-        # the person model adds only what neither motion nor the plate calls world, in colours the subject had
-        unlike = np.ones_like(prior)
-        unlike[sl] = person.likelihood(np.ascontiguousarray(rgb[sl])) <= PERSON_COLOURS
-        return _with_person(rgb, refined, sl, grown & ~world & ~unlike, prior & reliable)
+        if person is not None:
+            # the person model adds only what neither motion nor the plate calls world, in colours the subject had
+            unlike = np.ones_like(prior)
+            unlike[sl] = person.likelihood(np.ascontiguousarray(rgb[sl])) <= PERSON_COLOURS
+            refined = _with_person(rgb, refined, sl, grown & ~world & ~unlike, prior & reliable)
+        return _without_islands(refined, band)
 
     def _key_mask(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt) -> np.ndarray:
         """GrabCut from the user's box and/or clicks on a key frame; a boxed person keeps its hair."""
@@ -820,6 +820,22 @@ def _padded_box(mask: np.ndarray, pad: int, shape: tuple[int, int]) -> tuple[int
     ys, xs = np.nonzero(mask)
     h, w = shape
     return max(0, xs.min() - pad), max(0, ys.min() - pad), min(w, xs.max() + pad + 1), min(h, ys.max() + pad + 1)
+
+
+def _without_islands(mask: np.ndarray, band: int) -> np.ndarray:
+    """``mask`` less its small regions (under a tenth of the largest) lying over two band widths off the largest:
+    what a passer-by who brushed the subject leaves behind when it walks off, not a strand of the subject's."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    largest = 1 + int(np.argmax(areas))
+    near = cv2.dilate((labels == largest).astype(np.uint8), disc(2 * band)).astype(bool)
+    keep = np.ones(count, bool)
+    for label in range(1, count):
+        if label != largest and areas[label - 1] < 0.1 * areas[largest - 1] and not near[labels == label].any():
+            keep[label] = False
+    return keep[labels] & mask
 
 
 def _largest_region(mask: np.ndarray) -> np.ndarray:
