@@ -164,7 +164,9 @@ def test_an_operator_prompts_previews_picks_a_look_renders_and_downloads(app, tm
             page.keyboard.press("ArrowRight")
         page.wait_for_selector("#matte-status:has-text('Tracked matte of frame 45')")
         tracked = float(page.inner_text("#matte-status").split("covers ")[1].split("%")[0])
-        assert 0.3 < tracked < 3.0, tracked  # the walker is still found five frames on
+        # the walker is still found five frames on: he alone is 0.25-0.5% of the frame (the 9th session's tracker
+        # read about 0.9% here, having taken the woman walking beside him too)
+        assert 0.15 < tracked < 3.0, tracked
         shot(page, "02b-matte-tracked-ahead-frame-45")
         page.keyboard.press("Home")
         page.fill("#frame-number", "40")
