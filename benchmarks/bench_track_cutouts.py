@@ -1,7 +1,7 @@
 """Box-prompted tracking on cut-outs and stretches of footage the tests do not use: mean and worst-frame IoU.
 
 Each case lays a real cut-out (a region of a sample photograph with a chosen hard shape) over a window of
-real footage that pans and zooms (as tests/clip_helpers.py does), moving right at SPEED px a frame and
+real footage that pans and zooms (tests/clip_helpers.py's ``background``), moving right at SPEED px a frame and
 bobbing up and down; `vfx run`'s pipeline gets a box around it on frame 0. Quality only, no timing.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_track_cutouts.py
@@ -21,13 +21,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from clip_helpers import SAMPLES, background, compose  # noqa: E402
 from video_helpers import read_all, write_sequence  # noqa: E402
 
 from vfx.config import PipelineConfig, with_overrides  # noqa: E402
 from vfx.job import JobSpec, run_job  # noqa: E402
-from vfx.video import FrameRange, FrameReader, probe  # noqa: E402
 
-SAMPLES = ROOT.parent / "shared" / "samples"
 CASES = ("messi:vtest.avi:100:6 building:vtest.avi:100:6 obama:vtest.avi:400:6 obama:vtest.avi:100:4 "
          "starry:vtest.avi:600:4 messi:vtest.avi:300:1 obama:vtest.avi:20:10 biden:vtest.avi:650:5 "
          "biden:Megamind.avi:5:3 building:Megamind.avi:100:5 starry:Megamind.avi:155:6 messi:Megamind.avi:225:8 "
@@ -67,20 +66,13 @@ SUBJECTS = {  # photograph region, size (w, h), shape
 def clip(folder: Path, subject: str, video: str, start: int, speed: float, size: tuple[int, int],
          frames: int = 40) -> tuple[str, np.ndarray, str]:
     (name, rows, cols), (w, h), kind = SUBJECTS[subject]
-    patch, mask = cv2.resize(photo(name)[rows, cols], (w, h)), shape(h, w, kind)
-    footage = [f for _, f in FrameReader(probe(SAMPLES / video), FrameRange(start, start + frames - 1)).frames()]
+    patch, mask = cv2.resize(photo(name)[rows, cols], (w, h)).astype(np.float32), shape(h, w, kind).astype(np.float32)
     pictures, truths = [], []
-    for t, source in enumerate(footage):
-        zoom = 1.0 + 0.004 * t
-        ww, hh = int(560 / zoom), int(420 / zoom)
-        x0, y0 = 20 + 3 * t, 10 + int(1.5 * t)
-        frame = cv2.resize(source[y0:y0 + hh, x0:x0 + ww], size, interpolation=cv2.INTER_AREA)
+    for t, frame in enumerate(background(frames, start, video, size)):
         px, py = min(int(40 + speed * t), size[0] - w - 1), int(100 + 50 * np.sin(t / 8))
-        frame[py:py + h, px:px + w][mask] = patch[mask]
-        truth = np.zeros(frame.shape[:2], bool)
-        truth[py:py + h, px:px + w] = mask
-        pictures.append(frame)
-        truths.append(truth)
+        picture, truth = compose(frame, patch, mask, px, py)
+        pictures.append(picture)
+        truths.append(truth > 0.5)
     ys, xs = np.nonzero(truths[0])
     box = f"box:{xs.min() - 4},{ys.min() - 4},{xs.max() - xs.min() + 9},{ys.max() - ys.min() + 9}@0"
     return write_sequence(folder, np.stack(pictures), first=0, pattern="c.%04d.png"), np.stack(truths), box

@@ -68,15 +68,15 @@ def soft_subject(seed: int = 3) -> tuple[np.ndarray, np.ndarray, tuple[int, int]
     return colour, alpha.astype(np.float32), (pad, pad)
 
 
-def background(frames: int, start: int = 200, video: str = "vtest.avi") -> list[np.ndarray]:
-    """Real footage (vtest.avi) seen by a camera that pushes in while it pans right and down."""
+def background(frames: int, start: int = 200, video: str = "vtest.avi", size: tuple[int, int] = SIZE) -> list[np.ndarray]:
+    """Real footage (vtest.avi) seen by a camera that pushes in while it pans right and down, at ``size`` (w, h)."""
     info = probe(SAMPLES / video)
     out = []
     for t, source in enumerate(f for _, f in FrameReader(info, FrameRange(start, start + frames - 1)).frames()):
         zoom = 1.0 + 0.004 * t
         w, h = int(560 / zoom), int(420 / zoom)
         x0, y0 = 20 + 3 * t, 10 + int(1.5 * t)
-        out.append(cv2.resize(source[y0:y0 + h, x0:x0 + w], SIZE, interpolation=cv2.INTER_AREA))
+        out.append(cv2.resize(source[y0:y0 + h, x0:x0 + w], size, interpolation=cv2.INTER_AREA))
     return out
 
 

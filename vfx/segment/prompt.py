@@ -11,7 +11,6 @@ tracking drifted).
 """
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -65,10 +64,10 @@ class TrackState:
     previous_thumb: np.ndarray | None = None
     lost_at: int | None = None  # frame from which the subject is not tracked (a cut, an occlusion, gone)
     velocity: tuple[float, float] = (0.0, 0.0)  # the subject's recent motion, work-size pixels a frame (x, y)
-    # the last frame where it was whole (see ``_follow``) and its box there (x0, y0, x1, y1)
+    # the last frame where it was whole (see ``_follow``) and its box there (x0, y0, x1, y1); None after a cut, so
+    # a subject lost there is not looked for where its motion in the other shot would have taken it
     last_whole: tuple[int, tuple[int, int, int, int]] | None = None
     recent_area: float = 0.0  # its area over the last frames it was whole
-    hidden: bool = False  # lost from sight (occluded, gone), not at a cut: look where its motion takes it first
     appearance: Appearance | None = None  # the subject on the key frames, to find it again
     key_score: float = 0.0  # how much the key frames' masks looked like the subject
     suspect: int | None = None  # a frame unlike the one before, at a batch's end: damaged or a cut?
@@ -215,7 +214,7 @@ class PromptSegmenter(Step):
                 flow = self._flows(grays[i], state.previous_gray) if state.skipped else flows[i]
                 neighbour = state.previous_gray if state.skipped else earlier[i]
                 to_previous = _world_homography(flow[0], state.previous_mask)
-                plate = None if to_previous is None else functools.partial(_plate_difference, smalls[i], to_previous, state.seen)
+                plate = None if to_previous is None else _Plate(smalls[i], to_previous, state.seen)
                 mask = self._check(state, number, smalls[i], self._propagate(
                     state.previous_mask, flow, smalls[i], state.person_colours(), neighbour, plate))
                 if plate is not None and mask.any():
@@ -245,7 +244,7 @@ class PromptSegmenter(Step):
         if state.suspect is not None:
             suspect, state.suspect = state.suspect, None
             if is_cut(state.previous_thumb, thumb):
-                state.lost_at, state.hidden = suspect, False
+                state.lost_at, state.last_whole = suspect, None
                 log.warning("shot cut at frame %d: the subject is not tracked from there on", suspect)
                 return empty, False
             log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", suspect)
@@ -256,7 +255,7 @@ class PromptSegmenter(Step):
         if not is_cut(state.previous_thumb, next_thumb):
             log.info("frame %d looks damaged (unlike both neighbours), not a cut: the subject stays tracked", number)
             return state.previous_mask, True
-        state.lost_at, state.hidden = number, False
+        state.lost_at, state.last_whole = number, None
         log.warning("shot cut at frame %d: the subject is not tracked from there on", number)
         return empty, False
 
@@ -283,7 +282,7 @@ class PromptSegmenter(Step):
         # that looks somewhat unlike it must stay so for a run of frames; shrinking away, or looking
         # nothing like it (slid onto an occluder), is decisive at once.
         if small or score < 0.25 or state.unlike >= UNLIKE_FRAMES:
-            state.lost_at, state.unlike, state.hidden = number, 0, True
+            state.lost_at, state.unlike = number, 0
             log.info("subject lost at frame %d (%s): looking for it by its key-frame appearance", number,
                      "occluded or gone" if small else "the tracked region no longer looks like it")
             return np.zeros_like(mask)
@@ -732,6 +731,24 @@ def _plate_difference(rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen]
     return nearest
 
 
+class _Plate:
+    """``_plate_difference`` of one frame, for windows of it. Tracking asks for the band's window and then for the
+    final mask's, which mostly lies inside it: such a window is cut from the last one rather than warped again."""
+
+    def __init__(self, rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen]):
+        self.rgb, self.to_previous, self.seen = rgb, to_previous, seen
+        self.window: tuple[slice, slice] | None = None
+        self.difference: np.ndarray | None = None
+
+    def __call__(self, window: tuple[slice, slice]) -> np.ndarray:
+        if self.window is not None and all(outer.start <= inner.start and inner.stop <= outer.stop
+                                           for inner, outer in zip(window, self.window)):
+            (rows, cols), (top, left) = window, (self.window[0].start, self.window[1].start)
+            return self.difference[rows.start - top:rows.stop - top, cols.start - left:cols.stop - left]
+        self.window, self.difference = window, _plate_difference(self.rgb, self.to_previous, self.seen, window)
+        return self.difference
+
+
 def _seen_before(plate: PlateDifference, mask: np.ndarray) -> np.ndarray:
     """Pixels around the subject within ``PLATE_SAME`` levels of the world seen there a few frames ago."""
     x0, y0, x1, y1 = _padded_box(mask, 3 * _band_width(mask), mask.shape)
@@ -799,7 +816,7 @@ def _seen_whole(state: TrackState, number: int, mask: np.ndarray, restart: bool 
 def _where_it_went(state: TrackState, number: int) -> list[tuple[int, int, int, int]]:
     """Boxes (x, y, w, h) where the subject may be by frame ``number`` while out of sight: where its last motion takes
     it, half as far, and where it was last whole."""
-    if not state.hidden or state.last_whole is None or state.lost_at is None or number - state.lost_at > FIND_NEAR_FRAMES:
+    if state.last_whole is None or state.lost_at is None or number - state.lost_at > FIND_NEAR_FRAMES:
         return []
     seen, (x0, y0, x1, y1) = state.last_whole
     places = []
@@ -828,13 +845,11 @@ def _without_islands(mask: np.ndarray, band: int) -> np.ndarray:
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     if count <= 2:
         return mask
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    largest = 1 + int(np.argmax(areas))
+    areas = stats[:, cv2.CC_STAT_AREA]
+    largest = 1 + int(np.argmax(areas[1:]))
     near = cv2.dilate((labels == largest).astype(np.uint8), disc(2 * band)).astype(bool)
-    keep = np.ones(count, bool)
-    for label in range(1, count):
-        if label != largest and areas[label - 1] < 0.1 * areas[largest - 1] and not near[labels == label].any():
-            keep[label] = False
+    keep = areas >= 0.1 * areas[largest]
+    keep[np.unique(labels[near])] = True
     return keep[labels] & mask
 
 
