@@ -127,3 +127,20 @@ def test_tracked_frames_keep_dark_strands_by_the_world_seen_before(tmp_path):
     assert np.mean(strand_alpha) >= 0.45, "the tracked frames drop the dark strands"  # 0.36 without the plate, 0.56 with
     assert np.mean(between_alpha) <= 0.1
     assert ours <= 0.13  # 0.148 without the plate, 0.109 with
+
+
+def test_dark_strands_unlike_the_wall_only_in_hue_are_kept_before_any_plate(tmp_path):
+    """Over Megamind.avi from frame 10 the brown strands are 5 grey levels from the dark red wall behind them, 22 in
+    red: the motion tests must compare colour, not grey, and frames 1-7 have no clean plate yet to help."""
+    alphas, truths = boxed_over_megamind(tmp_path, 8, 10)
+    strand_alpha, between_alpha = [], []
+    for a, t in zip(alphas[1:], truths[1:]):
+        strands, between = strands_and_between(t)
+        strand_alpha.append(a[strands].mean())
+        between_alpha.append(a[between].mean())
+    ours, perfect_cut = np.mean([edge_alpha_error(a, t) for a, t in zip(alphas[1:], truths[1:])], axis=0)
+    print(f"\nbrown strands on a dark red wall, frames 1-7: mean alpha on the strands {np.mean(strand_alpha):.2f}, on the wall "
+          f"between them {np.mean(between_alpha):.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
+    assert np.mean(strand_alpha) >= 0.45, "the strands are lost while tracking"  # 0.15 with grey residuals
+    assert np.mean(between_alpha) <= 0.3
+    assert ours <= 0.15  # 0.193 with grey residuals
