@@ -125,8 +125,10 @@ def test_tracked_frames_keep_dark_strands_by_the_world_seen_before(tmp_path):
     print(f"\ndark strands on a dark wall, tracked frames 8-15: mean alpha on the strands {np.mean(strand_alpha):.2f}, on the "
           f"wall between them {np.mean(between_alpha):.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
     assert np.mean(strand_alpha) >= 0.45, "the tracked frames drop the dark strands"  # 0.36 without the plate, 0.56 with
-    assert np.mean(between_alpha) <= 0.1
-    assert ours <= 0.13  # 0.148 without the plate, 0.109 with
+    # 0.06 before the strands the motion tests vouch for were pulled toward alpha 1 (0.10 after: their pull reaches the
+    # wall beside them), while the edge-band error fell 0.114 -> 0.092
+    assert np.mean(between_alpha) <= 0.12
+    assert ours <= 0.103  # 0.148 without the plate, 0.109 with; 0.092 with vouched strands: below a perfect hard cut
 
 
 def test_dark_strands_unlike_the_wall_only_in_hue_are_kept_before_any_plate(tmp_path):

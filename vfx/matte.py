@@ -15,6 +15,9 @@ RAGGED_PRIOR_WEIGHT = 1e-3
 # right outline did worse than before (dark strands on a dark background faded out).
 FLAT_LEVELS = 8.0
 FLAT_PRIOR_WEIGHT = 1.0
+# Weight pulling the alpha of pixels a tracker vouches for (``band_matting``'s ``vouched``) toward 1: the smooth edge's
+# prior weight; 0.5 or more made anti-aliased strand edges solid.
+VOUCHED_WEIGHT = 0.05
 
 
 def feather(hard: np.ndarray, width: float) -> np.ndarray:
@@ -66,7 +69,8 @@ def soft_edge(frame_rgb: np.ndarray, hard: np.ndarray, width: float, eps: float 
     return alpha
 
 
-def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_weight: float = 0.05) -> np.ndarray:
+def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_weight: float = 0.05,
+                 vouched: np.ndarray | None = None) -> np.ndarray:
     """Closed-form matting (Levin et al.) solved only in an unknown band around a hard matte's edge.
 
     The hard matte of a tracker is a pixel or two off and misses strands; the trimap built from it
@@ -76,7 +80,8 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
     of drifting. Where the outline is ragged (hair, fur: see ``ragged_zone``) the tracker's cut is least
     to be trusted, so there the unknown band reaches twice as deep inside and the prior is nearly off
     wherever the picture has colour lines: they alone separate strands from the background between them. Alpha is exactly 1 in
-    the core (those pixels stay bit-identical), 0 beyond the band.
+    the core (those pixels stay bit-identical), 0 beyond the band. ``vouched``: band pixels the caller knows to be
+    subject (a tracker's motion tests), whose alpha is pulled toward 1 with ``VOUCHED_WEIGHT``.
     """
     from pymatting import cf_laplacian  # imported here: numba compiles it on first use
 
@@ -103,6 +108,10 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
         seed[known] = core[window][known]
         flat = _local_contrast(frame_rgb[window]) < FLAT_LEVELS
         weight = np.where(ragged[window], np.where(flat, FLAT_PRIOR_WEIGHT, RAGGED_PRIOR_WEIGHT), prior_weight)
+        if vouched is not None:
+            sure = vouched[window] & ~known
+            weight[sure] = np.maximum(weight[sure], VOUCHED_WEIGHT)
+            seed[sure] = 1.0
         laplacian = cf_laplacian(frame_rgb[window].astype(np.float64) / 255.0, epsilon=1e-5, radius=1)
         solved = _solve_unknown(laplacian, weight, seed, ~known)
         inside = (labels[window] == label) & ~known

@@ -160,7 +160,7 @@ class PromptSegmenter(Step):
                 log.warning("shot cut after frame %d: the subject is not tracked before it", first + i)
                 mask = np.zeros_like(mask)
             elif mask.any():
-                mask = self._propagate(mask, self._flows(gray, later_gray), rgb, state.person_colours(), later_rgb)
+                mask, _ = self._propagate(mask, self._flows(gray, later_gray), rgb, state.person_colours(), later_rgb)
             state.backward.put(i, mask)
             later_rgb, later_gray, later_thumb = rgb, gray, thumb
 
@@ -183,10 +183,10 @@ class PromptSegmenter(Step):
             list(range(len(batch))),
         )
         thumbs = map_frames(thumbnail_grey, smalls)
-        masks, worlds = [], []
+        masks, worlds, vouches = [], [], []
         for i, number in enumerate(numbers):
             held = tracked = False
-            world = None
+            world = vouched = None
             seed_frame(number)
             if number < state.key_frame:
                 mask = state.backward_mask(number)
@@ -208,17 +208,17 @@ class PromptSegmenter(Step):
             elif state.suspect is not None or is_cut(state.previous_thumb, thumbs[i]):
                 mask, held = self._after_jump(state, number, thumbs[i], thumbs[i + 1] if i + 1 < len(numbers) else None)
                 if not held and state.lost_at is None:  # the frame after a damaged one, tracked from the last good one
-                    mask = self._check(state, number, smalls[i], self._propagate(
-                        state.previous_mask, self._flows(grays[i], previous_gray), smalls[i], state.person_colours(),
-                        state.previous_rgb))
+                    mask, vouched = self._propagate(state.previous_mask, self._flows(grays[i], previous_gray), smalls[i],
+                                                    state.person_colours(), state.previous_rgb)
+                    mask = self._check(state, number, smalls[i], mask)
             else:
                 # after a held (damaged) frame, track from the last good frame instead
                 flow = self._flows(grays[i], previous_gray) if state.skipped else flows[i]
                 neighbour = state.previous_rgb if state.skipped else earlier_rgb[i]
                 to_previous = _world_homography(flow[0], state.previous_mask)
                 plate = None if to_previous is None else _Plate(smalls[i], to_previous, state.seen)
-                mask = self._check(state, number, smalls[i], self._propagate(
-                    state.previous_mask, flow, smalls[i], state.person_colours(), neighbour, plate))
+                mask, vouched = self._propagate(state.previous_mask, flow, smalls[i], state.person_colours(), neighbour, plate)
+                mask = self._check(state, number, smalls[i], mask)
                 if plate is not None and mask.any():
                     world = _seen_before(plate, mask)
                 state.seen = [*state.seen[1 - PLATE_HISTORY:], _seen(smalls[i], mask, to_previous)]
@@ -228,11 +228,13 @@ class PromptSegmenter(Step):
                 state.seen = [] if held else [_seen(smalls[i], mask, None)]
             masks.append(mask)
             worlds.append(world)
+            vouches.append(None if vouched is None else vouched & mask)  # the check may have emptied the mask
             state.skipped = held
             if not held:  # a damaged frame never becomes what the next frame is tracked from
                 state.previous_mask, state.previous_thumb, state.previous_rgb = mask, thumbs[i], smalls[i]
                 previous_gray = grays[i]
-        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i], worlds[i]), list(range(len(batch)))))
+        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i], worlds[i], vouches[i]),
+                                          list(range(len(batch)))))
         return batch
 
     @staticmethod
@@ -339,12 +341,17 @@ class PromptSegmenter(Step):
             return np.ascontiguousarray(rgb)
         return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
-    def _full_matte(self, mask: np.ndarray, rgb: np.ndarray, world: np.ndarray | None = None) -> np.ndarray:
+    def _full_matte(self, mask: np.ndarray, rgb: np.ndarray, world: np.ndarray | None = None,
+                    vouched: np.ndarray | None = None) -> np.ndarray:
         """The soft matte at the frame's size. ``world``: pixels that match the world seen there a few frames ago
-        (``_seen_before``); outside the hard cut they get alpha 0, which band matting's haze between strands lacked."""
+        (``_seen_before``); outside the hard cut they get alpha 0, which band matting's haze between strands lacked.
+        ``vouched``: strands the tracker's tests vouch for (``_vouched_strands``), whose alpha band matting pulls
+        toward 1."""
         height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        alpha = band_matting(rgb, hard, self.feather_px)
+        if vouched is not None and vouched.shape != (height, width):
+            vouched = cv2.resize(vouched.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+        alpha = band_matting(rgb, hard, self.feather_px, vouched=vouched)
         if world is not None:
             if world.shape != (height, width):
                 world = cv2.resize(world.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
@@ -361,8 +368,9 @@ class PromptSegmenter(Step):
 
     def _propagate(self, mask: np.ndarray, flows: tuple[np.ndarray, np.ndarray], rgb: np.ndarray,
                    person: Appearance | None = None, neighbour_rgb: np.ndarray | None = None,
-                   plate: PlateDifference | None = None) -> np.ndarray:
-        """Carry the neighbour's mask into this frame, trusting only flow that agrees both ways.
+                   plate: PlateDifference | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Carry the neighbour's mask into this frame, trusting only flow that agrees both ways; ``_refine``'s cut
+        and vouched strands.
 
         Background uncovered behind a moving subject gets flow "from the subject" by smoothness;
         there the forward and backward flows disagree, and those pixels are left to GrabCut
@@ -371,7 +379,7 @@ class PromptSegmenter(Step):
         back, forward = flows
         warped = _warped(mask, back) > 0.5
         if not warped.any():
-            return warped  # the subject has left the frame
+            return warped, None  # the subject has left the frame
         forward_there = _warped(forward, back, cv2.BORDER_REPLICATE)
         disagreement = np.linalg.norm(back + forward_there, axis=-1)
         reliable = disagreement < 1.0 + 0.1 * np.linalg.norm(back, axis=-1)
@@ -417,7 +425,8 @@ class PromptSegmenter(Step):
 
     def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: Appearance | None = None,
                 back: np.ndarray | None = None, neighbour_rgb: np.ndarray | None = None,
-                neighbour_mask: np.ndarray | None = None, plate: PlateDifference | None = None) -> np.ndarray:
+                neighbour_mask: np.ndarray | None = None,
+                plate: PlateDifference | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """GrabCut in a band around the prior's edge; the prior's reliable core and far outside are fixed.
         Where the subject and the world around it move differently (``back``: flow to the neighbour
         frame ``neighbour_rgb``), textured band pixels moving with the world cannot join the subject,
@@ -431,7 +440,8 @@ class PromptSegmenter(Step):
         the world; pixels unlike it that move with the subject join it, grown from the prior as above.
         Every motion test compares colour (largest channel), not grey. After GrabCut, pixels that neither the core
         nor motion vouches for and whose colour is the world's nearby are taken out (``_like_the_world_nearby``:
-        the wall GrabCut's smoothness filled in between strands).
+        the wall GrabCut's smoothness filled in between strands). Returns the cut and the strands the tests vouch
+        for (``_vouched_strands``; None when there was nothing to decide).
         ``person``, the key frames' appearance when the subject is a person: the person model then adds what
         GrabCut cut off (see ``_with_person``), except what the tests above called world or colours the subject
         never had."""
@@ -476,19 +486,23 @@ class PromptSegmenter(Step):
                     world[sl] |= seen
                     in_front = _in_front_of_plate(difference, *residuals)
                     labels[_grown_by_motion(prior_w, in_front, 3 * band)] = cv2.GC_FGD
-        refined = prior.copy()
+        refined, vouched = prior.copy(), None
         if (labels == cv2.GC_BGD).any() and (labels == cv2.GC_FGD).any():
             roi = np.ascontiguousarray(rgb[sl])
             cv2.grabCut(roi, labels, None, np.zeros((1, 65)), np.zeros((1, 65)), self.refine_iterations, cv2.GC_INIT_WITH_MASK)
-            refined[sl] = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
-            refined[sl] &= ~_like_the_world_nearby(roi, refined[sl], labels == cv2.GC_FGD, ~refined[sl], band)
+            cut, confirmed = (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD), labels == cv2.GC_FGD
+            from_world = _from_the_world_nearby(roi, ~cut, band)
+            refined[sl] = cut & ~_like_the_world_nearby(roi, cut, confirmed, from_world, band)
+            vouched = np.zeros_like(prior)
+            vouched[sl] = _vouched_strands(refined[sl], confirmed & ~core[sl], from_world)
         refined = _regions_touching(fill_holes(refined), core if core.any() else prior)
         if person is not None:
             # the person model adds only what neither motion nor the plate calls world, in colours the subject had
             unlike = np.ones_like(prior)
             unlike[sl] = person.likelihood(np.ascontiguousarray(rgb[sl])) <= PERSON_COLOURS
             refined = _with_person(rgb, refined, sl, grown & ~world & ~unlike, prior & reliable)
-        return _without_islands(refined, band)
+        refined = _without_islands(refined, band)
+        return refined, None if vouched is None else vouched & refined
 
     def _key_mask(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt) -> np.ndarray:
         """GrabCut from the user's box and/or clicks on a key frame; a boxed person keeps its hair."""
@@ -686,6 +700,9 @@ def _where_colour_missed(mask: np.ndarray, fits: np.ndarray, band: int) -> np.nd
 # of the world's nearby and at least WALL_MARGIN levels nearer to it than to the subject's nearby.
 WALL_LIKE = 12.0
 WALL_MARGIN = 4.0
+# Strands whose colour is WALL_LIKE to this many levels from the world's nearby are vouched for (see
+# ``_vouched_strands``); beyond it the picture alone separates them (vtest's pavement: 75 levels).
+VOUCH_BELOW = 40.0
 
 
 def _local_mean(rgb: np.ndarray, where: np.ndarray, sigma: float) -> tuple[np.ndarray, np.ndarray]:
@@ -696,20 +713,33 @@ def _local_mean(rgb: np.ndarray, where: np.ndarray, sigma: float) -> tuple[np.nd
     return total / np.maximum(weight, 1e-6)[..., None], weight
 
 
-def _like_the_world_nearby(rgb: np.ndarray, cut: np.ndarray, subject: np.ndarray, world: np.ndarray, band: int) -> np.ndarray:
+def _from_the_world_nearby(rgb: np.ndarray, world: np.ndarray, band: int) -> np.ndarray:
+    """float32 levels (largest channel) each pixel's colour is from the ``world`` pixels' within half a band width
+    or so; inf where there are none."""
+    colour, near = _local_mean(rgb, world, 0.5 * band)
+    return np.where(near > 0.02, np.abs(rgb.astype(np.float32) - colour).max(axis=-1), np.inf).astype(np.float32)
+
+
+def _like_the_world_nearby(rgb: np.ndarray, cut: np.ndarray, subject: np.ndarray, from_world: np.ndarray,
+                           band: int) -> np.ndarray:
     """Pixels of ``cut``, not in ``subject`` (its sure pixels: the core and what motion confirmed), whose colour is the
-    ``world``'s nearby (what the cut left out, within a band width or so) rather than the subject's.
+    world's nearby (``from_world``, see ``_from_the_world_nearby``) rather than the subject's.
 
     GrabCut's smoothness fills the gaps between thin strands that differ little from the wall behind them, and the
     motion tests cannot empty them: seen through a fan that moves with the subject, the flat wall between strands
     moves with it too. Their colour is the wall's, the strands' is not (22 levels in red on Megamind.avi)."""
-    world_colour, near_world = _local_mean(rgb, world, 0.5 * band)
     subject_colour, near_subject = _local_mean(rgb, subject, 0.5 * band)
-    image = rgb.astype(np.float32)
-    to_world = np.abs(image - world_colour).max(axis=-1)
-    to_subject = np.abs(image - subject_colour).max(axis=-1)
-    return (cut & ~subject & (near_world > 0.02) & (near_subject > 0.02) & (to_world < WALL_LIKE)
-            & (to_world + WALL_MARGIN < to_subject))
+    from_subject = np.abs(rgb.astype(np.float32) - subject_colour).max(axis=-1)
+    return (cut & ~subject & (near_subject > 0.02) & (from_world < WALL_LIKE)
+            & (from_world + WALL_MARGIN < from_subject))
+
+
+def _vouched_strands(cut: np.ndarray, confirmed: np.ndarray, from_world: np.ndarray) -> np.ndarray:
+    """The cut's thin parts (outside its body opened by 2 px) that motion confirmed and whose colour is WALL_LIKE to
+    VOUCH_BELOW levels from the world's nearby: strands band matting alone fades, because on a dark wall no colour
+    line ties them to the subject's core (mean alpha 0.4 on the strands it was given on Megamind.avi)."""
+    body = cv2.dilate(cv2.morphologyEx(cut.astype(np.uint8), cv2.MORPH_OPEN, disc(2)), disc(1)).astype(bool)
+    return cut & confirmed & ~body & (from_world >= WALL_LIKE) & (from_world < VOUCH_BELOW)
 
 
 def _grown_by_motion(prior: np.ndarray, subject_fits: np.ndarray, reach: int) -> np.ndarray:
