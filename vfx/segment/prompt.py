@@ -50,6 +50,7 @@ PERSON_COLOURS = 0.1
 
 Seen = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # a tracked frame, for the clean plate (see ``_seen``)
 PlateDifference = Callable[[tuple[slice, slice]], np.ndarray]  # ``_plate_difference`` of one frame, for a window of it
+KeyCut = tuple[np.ndarray, np.ndarray | None]  # a key frame's mask and the strands motion vouches for on it
 
 
 @dataclass
@@ -76,8 +77,9 @@ class TrackState:
     backward: Spool | None = field(default=None, repr=False)  # masks of the frames before the key frame
     first_frame: int = 0
     person: bool = False  # the key frames' subject is a person: the person model keeps its hair while tracking
-    # key frames' masks cut in ``prepare`` with the next frame at hand, so a key frame at a batch's end gets the same cut
-    key_masks: dict[int, np.ndarray] = field(default_factory=dict)
+    # key frames' cuts (mask, vouched strands) made in ``prepare`` with the next frame at hand, so a key frame at a
+    # batch's end gets the same cut
+    key_cuts: dict[int, KeyCut] = field(default_factory=dict)
     # the frames tracked since the last restart, newest last (at most PLATE_HISTORY), for a clean plate of the
     # world: (picture, where the subject may be, homography from its pixels to the frame before's; None on the first)
     seen: list[Seen] = field(default_factory=list)
@@ -117,9 +119,9 @@ class PromptSegmenter(Step):
         shot.steps[self.name] = state
         if frames is not None:
             for number, prompt in keys.items():
-                mask = self._key_cut_from(frames, number, shot.last_frame, prompt, scale)
-                if mask is not None:  # else __call__ cuts it from the batch's frames
-                    state.key_masks[number] = mask
+                cut = self._key_cut_from(frames, number, shot.last_frame, prompt, scale)
+                if cut is not None:  # else __call__ cuts it from the batch's frames
+                    state.key_cuts[number] = cut
         if key == shot.first_frame:
             return
         frames = require_frames(frames, self.name, key)
@@ -137,10 +139,11 @@ class PromptSegmenter(Step):
 
     def _track_backward(self, frames: Spool, key_index: int, state: TrackState, first: int, scale: float) -> None:
         key_rgb = frames.get(key_index)
-        mask = state.key_masks.get(state.key_frame)
-        if mask is None:
+        cut = state.key_cuts.get(state.key_frame)
+        if cut is None:
             seed_frame(state.key_frame)
-            mask = self._key_cut(key_rgb, scale, state.keys[state.key_frame], None)
+            cut = self._key_cut(key_rgb, scale, state.keys[state.key_frame], None)
+        mask = cut[0]
         self._learn(state, key_rgb, mask)
         state.first_frame = first
         state.backward = Spool(mask.shape, prefix="vfx-track-")
@@ -194,10 +197,11 @@ class PromptSegmenter(Step):
                 if number != state.key_frame:
                     log.info("subject re-prompted on key frame %d%s", number,
                              f" (not tracked since frame {state.lost_at})" if state.lost_at is not None else "")
-                mask = state.key_masks.pop(number, None)
-                if mask is None:  # no frame source (a live stream): the next frame is taken from the batch
+                cut = state.key_cuts.pop(number, None)
+                if cut is None:  # no frame source (a live stream): the next frame is taken from the batch
                     following = smalls[i + 1] if i + 1 < len(numbers) else None
-                    mask = self._key_cut(smalls[i], state.scale, state.keys[number], following)
+                    cut = self._key_cut(smalls[i], state.scale, state.keys[number], following)
+                mask, vouched = cut
                 if number != state.key_frame or state.appearance is None:
                     self._learn(state, smalls[i], mask)
                 if mask.any():
@@ -386,7 +390,7 @@ class PromptSegmenter(Step):
         return self._refine(rgb, warped, reliable, person, back, neighbour_rgb, mask, plate)
 
     def _key_cut_from(self, frames: FrameSource, number: int, last: int, prompt: SubjectPrompt,
-                      scale: float) -> np.ndarray | None:
+                      scale: float) -> KeyCut | None:
         """``_key_cut`` on key frame ``number`` read from the shot, with the frame after it; None when the
         source gives no frames (the web preview's one-frame shot)."""
         pictures = [self._work_image(rgb, scale) for _, rgb in frames(number, min(number + 1, last))]
@@ -395,14 +399,15 @@ class PromptSegmenter(Step):
         seed_frame(number)
         return self._key_cut(pictures[0], scale, prompt, pictures[1] if len(pictures) > 1 else None)
 
-    def _key_cut(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt, next_rgb: np.ndarray | None) -> np.ndarray:
-        """The key frame's cut from the prompt, plus what only the subject's own motion to the next frame shows."""
+    def _key_cut(self, rgb: np.ndarray, scale: float, prompt: SubjectPrompt, next_rgb: np.ndarray | None) -> KeyCut:
+        """The key frame's cut from the prompt, plus what only the subject's own motion to the next frame shows, and
+        the strands that motion vouches for (see ``_vouched_strands``; None without a next frame)."""
         mask = self._key_mask(rgb, scale, prompt)
         if next_rgb is None or is_cut(thumbnail_grey(rgb), thumbnail_grey(next_rgb)):
-            return mask
+            return mask, None
         return self._with_own_motion(mask, rgb, next_rgb)
 
-    def _with_own_motion(self, mask: np.ndarray, rgb: np.ndarray, next_rgb: np.ndarray) -> np.ndarray:
+    def _with_own_motion(self, mask: np.ndarray, rgb: np.ndarray, next_rgb: np.ndarray) -> KeyCut:
         """Pixels near the key frame's cut that only the subject's motion to the next frame explains, added to it
         where the cut's colours evidently missed them (see ``_where_colour_missed``). The key frame's GrabCut
         learns its background from the whole frame, so dark strands on a dark wall are background to it; tracked
@@ -415,13 +420,15 @@ class PromptSegmenter(Step):
         back, forward = self._flows(gray, next_gray)
         motions = _two_motions(back, core, grown, band, cv2.cornerMinEigenVal(gray, 5) > TEXTURED)
         if motions is None:
-            return mask
+            return mask, None
         next_mask = _warped(mask, forward) > 0.5  # where the subject is on the next frame
         moved = [_shifted(next_rgb, *motion) for motion in motions]
         fits = _only_subject_fits(rgb, moved[1], _motion_residuals(rgb, moved[:1])[0])
         fits &= ~_shifted(next_mask.astype(np.uint8), *motions[1]).astype(bool)  # about to be covered by the subject
         fits &= _where_colour_missed(mask, fits, band)
-        return fill_holes(mask | _grown_by_motion(mask, fits, 3 * band))
+        found = _grown_by_motion(mask, fits, 3 * band)
+        cut = fill_holes(mask | found)
+        return cut, _vouched_strands(cut, found, _from_the_world_nearby(rgb, ~cut, band))
 
     def _refine(self, rgb: np.ndarray, prior: np.ndarray, reliable: np.ndarray, person: Appearance | None = None,
                 back: np.ndarray | None = None, neighbour_rgb: np.ndarray | None = None,
