@@ -35,7 +35,7 @@ def hard_shape() -> np.ndarray:
     return mask.astype(bool)
 
 
-def soft_subject(seed: int = 3) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+def soft_subject(seed: int = 3, hair: tuple[int, int, int] = (38, 28, 22)) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
     """The cut-out with dark hair strands above the head and a rim feathered over ~4 px.
 
     Returns the subject colour, its true alpha (float32) and the top-left offset of the
@@ -62,7 +62,7 @@ def soft_subject(seed: int = 3) -> tuple[np.ndarray, np.ndarray, tuple[int, int]
         x1, y1 = x0 + length * np.cos(angle + bend), y0 + length * np.sin(angle + bend)
         cv2.line(big, (int(x0), int(y0)), (int(x1), int(y1)), 255, 3, cv2.LINE_AA)
     strands = cv2.resize(big, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
-    hair = np.array([38, 28, 22], np.float32)
+    hair = np.array(hair, np.float32)
     colour = np.where((strands > 0)[..., None] & (body == 0)[..., None], hair, colour)
     alpha = np.maximum(alpha, strands)
     return colour, alpha.astype(np.float32), (pad, pad)
@@ -98,10 +98,11 @@ def compose(frame: np.ndarray, colour: np.ndarray, alpha: np.ndarray, x: int, y:
     return picture, truth
 
 
-def soft_clip(folder, frames: int, start: int | None = None, video: str | None = None) -> tuple[str, np.ndarray, list[tuple[int, int]]]:
+def soft_clip(folder, frames: int, start: int | None = None, video: str | None = None,
+              hair: tuple[int, int, int] = (38, 28, 22)) -> tuple[str, np.ndarray, list[tuple[int, int]]]:
     """A sequence of the soft-edged subject moving over the moving background (``background``'s footage
     unless ``video`` / ``start`` say which), with its true alpha."""
-    colour, alpha, (ox, oy) = soft_subject()
+    colour, alpha, (ox, oy) = soft_subject(hair=hair)
     pictures, truths, corners = [], [], []
     footage = background(frames) if video is None else background(frames, start if start is not None else 200, video)
     for t, frame in enumerate(footage):
