@@ -353,13 +353,9 @@ class PromptSegmenter(Step):
         toward 1."""
         height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        if vouched is not None and vouched.shape != (height, width):
-            vouched = cv2.resize(vouched.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-        alpha = band_matting(rgb, hard, self.feather_px, vouched=vouched)
+        alpha = band_matting(rgb, hard, self.feather_px, vouched=_at_size(vouched, width, height))
         if world is not None:
-            if world.shape != (height, width):
-                world = cv2.resize(world.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
-            alpha[world & ~hard] = 0.0
+            alpha[_at_size(world, width, height) & ~hard] = 0.0
         return alpha
 
     def _flows(self, gray: np.ndarray, other_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -762,6 +758,13 @@ PLATE_FRAMES = (3, 6, 9, 12)  # how many frames back the world is looked at for 
 PLATE_HISTORY = max(PLATE_FRAMES)
 PLATE_SAME = 8.0  # grey levels (largest channel) within which a pixel is the world seen there before
 PLATE_DIFFERENT = 20.0  # ... and beyond which it is something in front of that world
+
+
+def _at_size(pixels: np.ndarray | None, width: int, height: int) -> np.ndarray | None:
+    """A work-size pixel set (bool) at the frame's size, pixel for pixel (nearest); None stays None."""
+    if pixels is None or pixels.shape == (height, width):
+        return pixels
+    return cv2.resize(pixels.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def _world_homography(back: np.ndarray, previous_mask: np.ndarray) -> np.ndarray | None:
