@@ -18,6 +18,8 @@ FLAT_PRIOR_WEIGHT = 1.0
 # Weight pulling the alpha of pixels a tracker vouches for (``band_matting``'s ``vouched``) toward 1: the smooth edge's
 # prior weight; 0.5 or more made anti-aliased strand edges solid.
 VOUCHED_WEIGHT = 0.05
+# Weight pulling alpha toward an alpha measured another way (``band_matting``'s ``measured``).
+MEASURED_WEIGHT = 0.3
 
 
 def feather(hard: np.ndarray, width: float) -> np.ndarray:
@@ -70,7 +72,8 @@ def soft_edge(frame_rgb: np.ndarray, hard: np.ndarray, width: float, eps: float 
 
 
 def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_weight: float = 0.05,
-                 vouched: np.ndarray | None = None) -> np.ndarray:
+                 vouched: np.ndarray | None = None,
+                 measured: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Closed-form matting (Levin et al.) solved only in an unknown band around a hard matte's edge.
 
     The hard matte of a tracker is a pixel or two off and misses strands; the trimap built from it
@@ -81,7 +84,9 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
     to be trusted, so there the unknown band reaches twice as deep inside and the prior is nearly off
     wherever the picture has colour lines: they alone separate strands from the background between them. Alpha is exactly 1 in
     the core (those pixels stay bit-identical), 0 beyond the band. ``vouched``: band pixels the caller knows to be
-    subject (a tracker's motion tests), whose alpha is pulled toward 1 with ``VOUCHED_WEIGHT``.
+    subject (a tracker's motion tests), whose alpha is pulled toward 1 with ``VOUCHED_WEIGHT``. ``measured``: an
+    alpha measured another way and where it holds (float32, bool); band pixels there are pulled toward it with
+    ``MEASURED_WEIGHT``.
     """
     from pymatting import cf_laplacian  # imported here: numba compiles it on first use
 
@@ -112,6 +117,10 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
             sure = vouched[window] & ~known
             weight[sure] = np.maximum(weight[sure], VOUCHED_WEIGHT)
             seed[sure] = 1.0
+        if measured is not None:
+            held = measured[1][window] & ~known
+            weight[held] = np.maximum(weight[held], MEASURED_WEIGHT)
+            seed[held] = measured[0][window][held]
         laplacian = cf_laplacian(frame_rgb[window].astype(np.float64) / 255.0, epsilon=1e-5, radius=1)
         solved = _solve_unknown(laplacian, weight, seed, ~known)
         inside = (labels[window] == label) & ~known

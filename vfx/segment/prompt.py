@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -48,7 +48,8 @@ PERSON_CARRIED = 0.4
 PERSON_COLOURS = 0.1
 
 
-Seen = tuple[np.ndarray, np.ndarray, np.ndarray | None]  # a tracked frame, for the clean plate (see ``_seen``)
+# a tracked frame, for the clean plate and alpha over time (see ``_seen``)
+Seen = tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]
 PlateDifference = Callable[[tuple[slice, slice]], np.ndarray]  # ``_plate_difference`` of one frame, for a window of it
 KeyCut = tuple[np.ndarray, np.ndarray | None]  # a key frame's mask and the strands motion vouches for on it
 
@@ -81,7 +82,8 @@ class TrackState:
     # batch's end gets the same cut
     key_cuts: dict[int, KeyCut] = field(default_factory=dict)
     # the frames tracked since the last restart, newest last (at most PLATE_HISTORY), for a clean plate of the
-    # world: (picture, where the subject may be, homography from its pixels to the frame before's; None on the first)
+    # world: (picture, where the subject may be, homography from its pixels to the frame before's and the subject's
+    # flow to it; None on the first)
     seen: list[Seen] = field(default_factory=list)
 
     def person_colours(self) -> Appearance | None:
@@ -187,9 +189,13 @@ class PromptSegmenter(Step):
         )
         thumbs = map_frames(thumbnail_grey, smalls)
         masks, worlds, vouches = [], [], []
+        own: list[Seen | None] = []  # each frame's entry in the plate's history; None when it has none
+        pasts: list[list[Seen]] = []  # the history before it
+        plates: list[_Plate | None] = []
         for i, number in enumerate(numbers):
             held = tracked = False
-            world = vouched = None
+            world = vouched = plate = None
+            past = state.seen
             seed_frame(number)
             if number < state.key_frame:
                 mask = state.backward_mask(number)
@@ -225,11 +231,16 @@ class PromptSegmenter(Step):
                 mask = self._check(state, number, smalls[i], mask)
                 if plate is not None and mask.any():
                     world = _seen_before(plate, mask)
-                state.seen = [*state.seen[1 - PLATE_HISTORY:], _seen(smalls[i], mask, to_previous)]
-                _follow(state, number, mask, flow[0])
+                subject_flow = _subject_flow(mask, flow[0])
+                state.seen = [*state.seen[1 - PLATE_HISTORY:], _seen(smalls[i], mask, to_previous, subject_flow)]
+                _follow(state, number, mask, subject_flow)
                 tracked = True
             if not tracked:  # a key frame, a restart or a held (damaged) frame: the plate's history starts over
-                state.seen = [] if held else [_seen(smalls[i], mask, None)]
+                state.seen, past = ([], []) if held else ([_seen(smalls[i], mask, None)], [])
+            backward = number < state.key_frame
+            own.append(None if held or backward else state.seen[-1])
+            pasts.append(past)
+            plates.append(plate)
             masks.append(mask)
             worlds.append(world)
             vouches.append(None if vouched is None else vouched & mask)  # the check may have emptied the mask
@@ -237,8 +248,13 @@ class PromptSegmenter(Step):
             if not held:  # a damaged frame never becomes what the next frame is tracked from
                 state.previous_mask, state.previous_thumb, state.previous_rgb = mask, thumbs[i], smalls[i]
                 previous_gray = grays[i]
-        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i], worlds[i], vouches[i]),
-                                          list(range(len(batch)))))
+        def measured(i: int) -> tuple[np.ndarray, np.ndarray] | None:
+            if own[i] is None or not masks[i].any():
+                return None
+            return _alpha_over_time(smalls[i], masks[i], plates[i], pasts[i], own[i], _tracked_on(own[i + 1:]))
+
+        batch.matte = np.stack(map_frames(lambda i: self._full_matte(masks[i], batch.originals[i], worlds[i], vouches[i],
+                                                                     measured(i)), list(range(len(batch)))))
         return batch
 
     @staticmethod
@@ -346,14 +362,17 @@ class PromptSegmenter(Step):
         return cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
 
     def _full_matte(self, mask: np.ndarray, rgb: np.ndarray, world: np.ndarray | None = None,
-                    vouched: np.ndarray | None = None) -> np.ndarray:
+                    vouched: np.ndarray | None = None,
+                    measured: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """The soft matte at the frame's size. ``world``: pixels that match the world seen there a few frames ago
         (``_seen_before``); outside the hard cut they get alpha 0, which band matting's haze between strands lacked.
         ``vouched``: strands the tracker's tests vouch for (``_vouched_strands``), whose alpha band matting pulls
         toward 1."""
         height, width = rgb.shape[:2]
         hard = resize_matte(mask.astype(np.float32), width, height) > 0.5
-        alpha = band_matting(rgb, hard, self.feather_px, vouched=_at_size(vouched, width, height))
+        if measured is not None:
+            measured = resize_matte(measured[0], width, height), _at_size(measured[1], width, height)
+        alpha = band_matting(rgb, hard, self.feather_px, vouched=_at_size(vouched, width, height), measured=measured)
         if world is not None:
             alpha[_at_size(world, width, height) & ~hard] = 0.0
         return alpha
@@ -758,6 +777,7 @@ PLATE_FRAMES = (3, 6, 9, 12)  # how many frames back the world is looked at for 
 PLATE_HISTORY = max(PLATE_FRAMES)
 PLATE_SAME = 8.0  # grey levels (largest channel) within which a pixel is the world seen there before
 PLATE_DIFFERENT = 20.0  # ... and beyond which it is something in front of that world
+PLATE_REGISTERED = 4.0  # levels (median) by which the world in sight may differ from a plate frame's to use its colours
 
 
 def _at_size(pixels: np.ndarray | None, width: int, height: int) -> np.ndarray | None:
@@ -785,10 +805,29 @@ def _world_homography(back: np.ndarray, previous_mask: np.ndarray) -> np.ndarray
     return homography
 
 
-def _seen(picture: np.ndarray, mask: np.ndarray, to_previous: np.ndarray | None) -> Seen:
+def _seen(picture: np.ndarray, mask: np.ndarray, to_previous: np.ndarray | None,
+          subject_flow: np.ndarray | None = None) -> Seen:
     """A tracked frame for the plate: the subject may be up to three band widths beyond its mask (missed strands)."""
     reach = 2 * (3 * _band_width(mask) + 1) + 1
-    return picture, cv2.dilate(mask.astype(np.uint8), np.ones((reach, reach), np.uint8)), to_previous  # a square: fast
+    covered = cv2.dilate(mask.astype(np.uint8), np.ones((reach, reach), np.uint8))  # a square: fast
+    return picture, covered, to_previous, subject_flow
+
+
+def _plate_views(to_previous: np.ndarray, seen: list[Seen], window: tuple[slice, slice]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The world as seen ``PLATE_FRAMES`` frames ago, newest first, moved into ``window`` of this frame along the
+    world's homographies (``to_previous``: this frame's to the last one's): (picture, where the subject hid it)."""
+    rows, cols = window
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    chain = to_previous @ np.array([[1, 0, cols.start], [0, 1, rows.start], [0, 0, 1]], np.float64)  # window -> frame
+    for back, (picture, covered, earlier, _) in enumerate(reversed(seen), start=1):
+        if back in PLATE_FRAMES:
+            world = cv2.warpPerspective(picture, chain, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            hidden = cv2.warpPerspective(covered, chain, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                         borderMode=cv2.BORDER_CONSTANT, borderValue=1)
+            yield world, hidden > 0
+        if earlier is None:
+            break
+        chain = earlier @ chain
 
 
 def _plate_difference(rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen], window: tuple[slice, slice]) -> np.ndarray:
@@ -798,23 +837,30 @@ def _plate_difference(rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen]
     The subject moves over the world, so a few frames back the world behind its edge was in sight: a clean
     plate, moved here along the world's homographies. Colour cannot tell dark strands from a dark wall; the
     wall as it looked a moment before, without them, can."""
-    rows, cols = window
     here = np.ascontiguousarray(rgb[window])
-    h, w = here.shape[:2]
-    nearest = np.full((h, w), np.nan, np.float32)
-    chain = to_previous @ np.array([[1, 0, cols.start], [0, 1, rows.start], [0, 0, 1]], np.float64)  # window -> frame
-    for back, (picture, covered, earlier) in enumerate(reversed(seen), start=1):
-        if back in PLATE_FRAMES:
-            world = cv2.warpPerspective(picture, chain, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-            hidden = cv2.warpPerspective(covered, chain, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                                         borderMode=cv2.BORDER_CONSTANT, borderValue=1)
-            difference = cv2.absdiff(here, world).max(axis=-1).astype(np.float32)
-            difference[hidden > 0] = np.nan
-            nearest = np.fmin(nearest, difference)
-        if earlier is None:
-            break
-        chain = earlier @ chain
+    nearest = np.full(here.shape[:2], np.nan, np.float32)
+    for world, hidden in _plate_views(to_previous, seen, window):
+        difference = cv2.absdiff(here, world).max(axis=-1).astype(np.float32)
+        difference[hidden] = np.nan
+        nearest = np.fmin(nearest, difference)
     return nearest
+
+
+def _plate_colours(rgb: np.ndarray, to_previous: np.ndarray, seen: list[Seen], window: tuple[slice, slice],
+                   covered: np.ndarray) -> np.ndarray:
+    """float32 colours of the world in ``window`` from the latest of the plate's frames that saw it, NaN where none
+    did. A frame is left out when the world in sight on it and on this one (``covered``: where this frame's subject
+    may be) differs by more than ``PLATE_REGISTERED`` levels (median) once brought together: the world moved on
+    its own there (a face turning behind the subject) or the homographies' chain drifted."""
+    here = np.ascontiguousarray(rgb[window])
+    colours = np.full(here.shape, np.nan, np.float32)
+    for world, hidden in _plate_views(to_previous, seen, window):
+        in_sight = ~hidden & ~covered[window]
+        if in_sight.sum() < 50 or float(np.median(cv2.absdiff(here, world).max(axis=-1)[in_sight])) > PLATE_REGISTERED:
+            continue
+        fresh = np.isnan(colours[..., 0]) & ~hidden
+        colours[fresh] = world[fresh]
+    return colours
 
 
 class _Plate:
@@ -834,14 +880,164 @@ class _Plate:
         self.window, self.difference = window, _plate_difference(self.rgb, self.to_previous, self.seen, window)
         return self.difference
 
+    def colours(self, window: tuple[slice, slice], covered: np.ndarray, reach: int) -> np.ndarray:
+        """``_plate_colours`` in ``window``, judged on the world in sight up to ``reach`` beyond where the subject
+        may be (``covered``)."""
+        x0, y0, x1, y1 = _padded_box(covered, reach, covered.shape)
+        rows, cols = window
+        top, left = min(y0, rows.start), min(x0, cols.start)
+        around = (slice(top, max(y1, rows.stop)), slice(left, max(x1, cols.stop)))
+        colours = _plate_colours(self.rgb, self.to_previous, self.seen, around, covered)
+        return colours[rows.start - top:rows.stop - top, cols.start - left:cols.stop - left]
+
 
 def _seen_before(plate: PlateDifference, mask: np.ndarray) -> np.ndarray:
     """Pixels around the subject within ``PLATE_SAME`` levels of the world seen there a few frames ago."""
-    x0, y0, x1, y1 = _padded_box(mask, 3 * _band_width(mask), mask.shape)
-    window = (slice(y0, y1), slice(x0, x1))
+    window = _edge_window(mask)
     world = np.zeros(mask.shape, bool)
     world[window] = plate(window) < PLATE_SAME  # NaN (no plate) compares False
     return world
+
+
+def _edge_window(mask: np.ndarray) -> tuple[slice, slice]:
+    """The subject's box grown by three band widths: where its edge is decided."""
+    x0, y0, x1, y1 = _padded_box(mask, 3 * _band_width(mask), mask.shape)
+    return slice(y0, y1), slice(x0, x1)
+
+
+# other frames whose pixels, moved with the subject, measure alpha (grey strands over vtest, before the misfit test:
+# 0.099 with 6, 0.081 with 12); the plate's history keeps at most as many past ones
+OVER_TIME_FRAMES = PLATE_HISTORY
+OVER_TIME_SPREAD = 12.0  # levels (root mean square) the world behind a pixel must vary over them
+OVER_TIME_MISFIT = 6.0  # levels (root mean square) the colours may stray from that fit
+
+
+def _alpha_over_time(rgb: np.ndarray, mask: np.ndarray, plate: _Plate | None, past: list[Seen], own: Seen,
+                     future: list[Seen]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Alpha around the subject's edge measured over other frames, and where it holds (see ``band_matting``'s
+    ``measured``); None with fewer than two other frames.
+
+    Moved with the subject, a pixel of the subject's edge keeps its colour F and its alpha while the world slides
+    behind it: I_k = alpha F + (1 - alpha) B_k on each frame k. The world behind it on those frames is known where
+    that spot of the world is in sight on this frame (``own``: its picture and where the subject may be) or in the
+    clean plate. So 1 - alpha is the slope of I_k over B_k, however alike F and the world are in colour (grey
+    strands over a grey road). It holds where the world behind the pixel varied over the frames. The frames are
+    the last ``OVER_TIME_FRAMES`` tracked (``past``, newest last), or when fewer, the next ones (``future``, the
+    batch's frames tracked on from this one)."""
+    others = _subject_aligned(past, own, future)
+    if len(others) < 2:
+        return None
+    window = _edge_window(mask)
+    rows, cols = window
+    h, w = rows.stop - rows.start, cols.stop - cols.start
+    reach, covered = 3 * _band_width(mask), own[1] > 0
+    behind_now = rgb.astype(np.float32)
+    behind_now[covered] = np.nan
+    plate_colours = np.full((h, w, 3), np.nan, np.float32) if plate is None else plate.colours(window, covered, reach)
+    behind_now[window] = np.where(np.isnan(behind_now[window]), plate_colours, behind_now[window])
+    pictures, behinds = [rgb[window].astype(np.float32)], [plate_colours]
+    offset = np.array([[1, 0, cols.start], [0, 1, rows.start], [0, 0, 1]], np.float64)
+    for picture, its_covered, shift, to_here in others:
+        moved = np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]], np.float64)
+        to_now = to_here @ moved @ offset  # this window's pixels -> where the world behind them then is now
+        region = _bounds(to_now, w, h, 2 * reach, rgb.shape[:2])
+        source = _where_the_world_held(rgb, behind_now, picture, its_covered, np.linalg.inv(to_here), region, reach)
+        to_now = np.array([[1, 0, -region[1].start], [0, 1, -region[0].start], [0, 0, 1]], np.float64) @ to_now
+        pictures.append(_shifted(picture, *shift, window=window).astype(np.float32))
+        behinds.append(cv2.warpPerspective(source, to_now, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                           borderMode=cv2.BORDER_CONSTANT, borderValue=(np.nan,) * 3))
+    alpha, holds = np.zeros(mask.shape, np.float32), np.zeros(mask.shape, bool)
+    alpha[window], holds[window] = _slope_alpha(pictures, behinds)
+    return alpha, holds
+
+
+def _bounds(to_now: np.ndarray, w: int, h: int, pad: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The frame's part that a w x h window's pixels land in under ``to_now``, grown by ``pad``."""
+    corners = cv2.perspectiveTransform(np.float32([[[0, 0]], [[w, 0]], [[0, h]], [[w, h]]]), to_now).reshape(-1, 2)
+    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - pad
+    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + pad
+    return slice(max(0, y0), max(1, min(shape[0], y1))), slice(max(0, x0), max(1, min(shape[1], x1)))
+
+
+WORLD_MOVED = 10.0  # levels: mean difference of the world in sight nearby on two frames brought together
+WORLD_IN_SIGHT = 0.05  # ... over at least this share of the pixels nearby
+WORLD_STEP = 4  # judged on every 4th pixel across and down
+
+
+def _where_the_world_held(rgb: np.ndarray, behind_now: np.ndarray, picture: np.ndarray, covered: np.ndarray,
+                          to_then: np.ndarray, region: tuple[slice, slice], reach: int) -> np.ndarray:
+    """``behind_now`` in ``region``, NaN where the world did not hold still between that other frame (``picture``,
+    ``covered`` by its subject; ``to_then`` maps this frame's pixels to its) and this one: where the world in sight
+    on both within ``2 * reach`` differs by more than ``WORLD_MOVED`` levels on average once brought together, or
+    too little of it is in sight to tell. There the world moved on its own (a face turning behind the subject) or
+    the homographies' chain drifted, and the world behind the subject then is not what is in sight now. Judged on
+    every ``WORLD_STEP``-th pixel: an average over so wide a neighbourhood needs no more."""
+    rows, cols = region
+    source = behind_now[region].copy()
+    h, w = source.shape[:2]
+    sampled = (slice(None, None, WORLD_STEP), slice(None, None, WORLD_STEP))
+    here = rgb[region][sampled]
+    to_sampled = to_then @ np.array([[WORLD_STEP, 0, cols.start], [0, WORLD_STEP, rows.start], [0, 0, 1]], np.float64)
+    size = here.shape[1::-1]
+    then = cv2.warpPerspective(picture, to_sampled, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    hidden = cv2.warpPerspective(covered, to_sampled, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                                 borderMode=cv2.BORDER_CONSTANT, borderValue=1)
+    in_sight = (~np.isnan(source[sampled][..., 0]) & (hidden == 0)).astype(np.float32)
+    difference = cv2.absdiff(here, then).max(axis=-1).astype(np.float32) * in_sight
+    box = (2 * (2 * reach // WORLD_STEP) + 1,) * 2
+    share = cv2.boxFilter(in_sight, -1, box)
+    held = (share >= WORLD_IN_SIGHT) & (cv2.boxFilter(difference, -1, box) <= WORLD_MOVED * np.maximum(share, 1e-3))
+    held = cv2.resize(held.astype(np.uint8), None, fx=WORLD_STEP, fy=WORLD_STEP, interpolation=cv2.INTER_NEAREST)
+    source[~held[:h, :w].astype(bool)] = np.nan
+    return source
+
+
+def _subject_aligned(past: list[Seen], own: Seen,
+                     future: list[Seen]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Other frames for ``_alpha_over_time``: (picture, where its subject may be, where this frame's subject pixel x
+    is on it minus x, homography from its pixels to this frame's), the past ones first."""
+    others = []
+    to_then, shift, motion = own[2], np.zeros(2), own[3]
+    for picture, covered, earlier, its_flow in reversed(past):
+        if to_then is None or motion is None or len(others) == OVER_TIME_FRAMES:
+            break
+        shift = shift + motion
+        others.append((picture, covered, shift, np.linalg.inv(to_then)))
+        to_then, motion = None if earlier is None else earlier @ to_then, its_flow
+    to_here, shift = np.eye(3), np.zeros(2)
+    for picture, covered, to_previous, its_flow in future:
+        if to_previous is None or its_flow is None or len(others) == OVER_TIME_FRAMES:
+            break
+        to_here, shift = to_here @ to_previous, shift - its_flow
+        others.append((picture, covered, shift, to_here))
+    return others
+
+
+def _slope_alpha(colours: list[np.ndarray], worlds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """1 - the least-squares slope of each pixel's colours over the world behind it (one picture per frame, NaN
+    where the world is not known), and where that fit holds: the world varied by ``OVER_TIME_SPREAD`` over three
+    frames or more and the colours stray from the fit by at most ``OVER_TIME_MISFIT`` (the subject's motion is
+    not a shift there, or the world itself changed)."""
+    shape = worlds[0].shape[:2]
+    count, world_sum, colour_sum = np.zeros(shape, np.float32), np.zeros(shape + (3,), np.float32), np.zeros(shape + (3,), np.float32)
+    world_squares, products, colour_squares = (np.zeros(shape, np.float32) for _ in range(3))
+    for colour, world in zip(colours, worlds):
+        valid = ~np.isnan(world[..., 0])  # an unknown world pixel is NaN in every channel
+        world = np.nan_to_num(world - 128.0)  # centred: float32 sums of squares stay exact enough
+        colour = (colour - 128.0) * valid[..., None]
+        count += valid
+        world_sum += world
+        colour_sum += colour
+        world_squares += np.einsum("hwc,hwc->hw", world, world)
+        products += np.einsum("hwc,hwc->hw", world, colour)
+        colour_squares += np.einsum("hwc,hwc->hw", colour, colour)
+    frames = np.maximum(count, 1.0)
+    spread = world_squares - np.einsum("hwc,hwc->hw", world_sum, world_sum) / frames
+    together = products - np.einsum("hwc,hwc->hw", world_sum, colour_sum) / frames
+    slope = together / np.maximum(spread, 1e-3)
+    misfit = colour_squares - np.einsum("hwc,hwc->hw", colour_sum, colour_sum) / frames - slope * together
+    holds = (count >= 3) & (spread >= 3 * OVER_TIME_SPREAD ** 2 * count) & (misfit <= 3 * OVER_TIME_MISFIT ** 2 * count)
+    return np.clip(1.0 - slope, 0.0, 1.0).astype(np.float32), holds
 
 
 def _in_front_of_plate(plate: np.ndarray, to_subject: np.ndarray, to_world: np.ndarray) -> np.ndarray:
@@ -876,15 +1072,32 @@ FIND_NEAR_FRAMES = 25
 FOUND_NEAR, FOUND_BY_COLOUR = (0.6, 0.7), (0.8, 0.4)
 
 
-def _follow(state: TrackState, number: int, mask: np.ndarray, back: np.ndarray) -> None:
+def _follow(state: TrackState, number: int, mask: np.ndarray, subject_flow: np.ndarray | None) -> None:
     """Update where the subject was last whole (at least four fifths of its recent area: it may shrink slowly as it
-    walks away, not at once) and, on such frames, its motion: the median of its core's flow (``back``, the flow to
-    the frame before), which an occluder eating into the outline does not move as it moves the outline's centre."""
-    if mask.any() and _seen_whole(state, number, mask):
-        core = cv2.erode(mask.astype(np.uint8), disc(_band_width(mask))).astype(bool)
-        dx, dy = -np.median(back[core if core.any() else mask], axis=0)
+    walks away, not at once) and, on such frames, its motion (``subject_flow``, see ``_subject_flow``), which an
+    occluder eating into the outline does not move as it moves the outline's centre."""
+    if subject_flow is not None and _seen_whole(state, number, mask):
+        dx, dy = -subject_flow
         vx, vy = state.velocity
         state.velocity = (0.5 * vx + 0.5 * float(dx), 0.5 * vy + 0.5 * float(dy))
+
+
+def _tracked_on(entries: list[Seen | None]) -> list[Seen]:
+    """The leading frames of ``entries`` each tracked from the one before (history entries with a homography)."""
+    tracked = []
+    for entry in entries:
+        if entry is None or entry[2] is None:
+            break
+        tracked.append(entry)
+    return tracked
+
+
+def _subject_flow(mask: np.ndarray, back: np.ndarray) -> np.ndarray | None:
+    """The subject's motion to the frame before: the median of its core's flow (``back``); None without a subject."""
+    if not mask.any():
+        return None
+    core = cv2.erode(mask.astype(np.uint8), disc(_band_width(mask))).astype(bool)
+    return np.median(back[core if core.any() else mask], axis=0)
 
 
 def _seen_whole(state: TrackState, number: int, mask: np.ndarray, restart: bool = False) -> bool:
