@@ -83,12 +83,29 @@ def test_night_composite_has_no_daylight_halo(tmp_path):
 
 def boxed_over_megamind(tmp_path, frames: int, start: int) -> tuple[np.ndarray, np.ndarray]:
     """``vfx run`` with the soft-edged subject boxed on frame 0, over Megamind.avi from ``start``: its alpha and the truth."""
-    pattern, truths, corners = soft_clip(tmp_path, frames, start=start, video="Megamind.avi")
+    return boxed(tmp_path, frames, start=start, video="Megamind.avi")
+
+
+def boxed(tmp_path, frames: int, **clip) -> tuple[np.ndarray, np.ndarray]:
+    """``vfx run`` with the soft-edged subject (``soft_clip``'s options) boxed on frame 0: its alpha and the truth."""
+    pattern, truths, corners = soft_clip(tmp_path, frames, **clip)
     px, py = corners[0]
     config = with_overrides(PipelineConfig(), {"segment.subject": [f"box:{px + 1},{py - 17},112,140@0"]})
     run_job(JobSpec(pattern, str(tmp_path / "out.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
     _, mattes = read_all(tmp_path / "m.%04d.png")
     return mattes[..., 0].astype(np.float32) / 255.0, truths
+
+
+def strand_scores(alphas: np.ndarray, truths: np.ndarray) -> tuple[float, float, float, float]:
+    """Mean alpha on the true strands and on the world between them, the edge-band alpha error and a perfect hard
+    cut's, over the frames."""
+    strand_alpha, between_alpha = [], []
+    for a, t in zip(alphas, truths):
+        strands, between = strands_and_between(t)
+        strand_alpha.append(a[strands].mean())
+        between_alpha.append(a[between].mean())
+    ours, perfect_cut = np.mean([edge_alpha_error(a, t) for a, t in zip(alphas, truths)], axis=0)
+    return float(np.mean(strand_alpha)), float(np.mean(between_alpha)), float(ours), float(perfect_cut)
 
 
 def strands_and_between(truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,19 +135,13 @@ def test_tracked_frames_keep_dark_strands_by_the_world_seen_before(tmp_path):
     """The subject over Megamind.avi's dark wall from frame 200, tracked: a few frames back the wall behind the
     strands was in sight (a clean plate), and the strands are what differs from it."""
     alphas, truths = boxed_over_megamind(tmp_path, FRAMES, 200)
-    alpha, truth = alphas[8:], truths[8:]  # frames with a plate 3 to 12 frames back
-    strand_alpha, between_alpha = [], []
-    for a, t in zip(alpha, truth):
-        strands, between = strands_and_between(t)
-        strand_alpha.append(a[strands].mean())
-        between_alpha.append(a[between].mean())
-    ours, perfect_cut = np.mean([edge_alpha_error(a, t) for a, t in zip(alpha, truth)], axis=0)
-    print(f"\ndark strands on a dark wall, tracked frames 8-15: mean alpha on the strands {np.mean(strand_alpha):.2f}, on the "
-          f"wall between them {np.mean(between_alpha):.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
-    assert np.mean(strand_alpha) >= 0.45, "the tracked frames drop the dark strands"  # 0.36 without the plate, 0.56 with
+    strand_alpha, between_alpha, ours, perfect_cut = strand_scores(alphas[8:], truths[8:])  # frames with a plate
+    print(f"\ndark strands on a dark wall, tracked frames 8-15: mean alpha on the strands {strand_alpha:.2f}, on the "
+          f"wall between them {between_alpha:.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
+    assert strand_alpha >= 0.45, "the tracked frames drop the dark strands"  # 0.36 without the plate, 0.56 with
     # 0.06 before the strands the motion tests vouch for were pulled toward alpha 1 (0.10 after: their pull reaches the
     # wall beside them), while the edge-band error fell 0.114 -> 0.092; 0.07 with alpha measured over time
-    assert np.mean(between_alpha) <= 0.1
+    assert between_alpha <= 0.1
     # 0.148 without the plate, 0.109 with; 0.092 with vouched strands: below a perfect hard cut; 0.061 with alpha
     # measured over time
     assert ours <= 0.103
@@ -140,16 +151,11 @@ def test_dark_strands_unlike_the_wall_only_in_hue_are_kept_before_any_plate(tmp_
     """Over Megamind.avi from frame 10 the brown strands are 5 grey levels from the dark red wall behind them, 22 in
     red: the motion tests must compare colour, not grey, and frames 1-7 have no clean plate yet to help."""
     alphas, truths = boxed_over_megamind(tmp_path, 8, 10)
-    strand_alpha, between_alpha = [], []
-    for a, t in zip(alphas[1:], truths[1:]):
-        strands, between = strands_and_between(t)
-        strand_alpha.append(a[strands].mean())
-        between_alpha.append(a[between].mean())
-    ours, perfect_cut = np.mean([edge_alpha_error(a, t) for a, t in zip(alphas[1:], truths[1:])], axis=0)
-    print(f"\nbrown strands on a dark red wall, frames 1-7: mean alpha on the strands {np.mean(strand_alpha):.2f}, on the wall "
-          f"between them {np.mean(between_alpha):.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
-    assert np.mean(strand_alpha) >= 0.45, "the strands are lost while tracking"  # 0.15 with grey residuals
-    assert np.mean(between_alpha) <= 0.3
+    strand_alpha, between_alpha, ours, perfect_cut = strand_scores(alphas[1:], truths[1:])
+    print(f"\nbrown strands on a dark red wall, frames 1-7: mean alpha on the strands {strand_alpha:.2f}, on the wall "
+          f"between them {between_alpha:.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
+    assert strand_alpha >= 0.45, "the strands are lost while tracking"  # 0.15 with grey residuals
+    assert between_alpha <= 0.3
     assert ours <= 0.15  # 0.193 with grey residuals
 
 
@@ -157,23 +163,12 @@ def test_grey_strands_over_a_grey_road_are_measured_as_the_world_slides_behind_t
     """Grey strands (120, 115, 100) over vtest.avi's grey road and green lawn: colour alone calls them road. Moved
     with the subject over the last frames, each strand pixel keeps its colour while the world behind it changes;
     how much its colour follows the world's is 1 - alpha."""
-    pattern, truths, corners = soft_clip(tmp_path, FRAMES, hair=(120, 115, 100))
-    px, py = corners[0]
-    config = with_overrides(PipelineConfig(), {"segment.subject": [f"box:{px + 1},{py - 17},112,140@0"]})
-    run_job(JobSpec(pattern, str(tmp_path / "out.%04d.png"), config, matte=str(tmp_path / "m.%04d.png")))
-    _, mattes = read_all(tmp_path / "m.%04d.png")
-    alphas = mattes[..., 0].astype(np.float32) / 255.0
-    strand_alpha, between_alpha = [], []
-    for a, t in zip(alphas, truths):
-        strands, between = strands_and_between(t)
-        strand_alpha.append(a[strands].mean())
-        between_alpha.append(a[between].mean())
-    ours, perfect_cut = np.mean([edge_alpha_error(a, t) for a, t in zip(alphas, truths)], axis=0)
-    print(f"\ngrey strands over a grey road, {FRAMES} frames: mean alpha on the strands {np.mean(strand_alpha):.2f}, on the "
-          f"world between them {np.mean(between_alpha):.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
+    strand_alpha, between_alpha, ours, perfect_cut = strand_scores(*boxed(tmp_path, FRAMES, hair=(120, 115, 100)))
+    print(f"\ngrey strands over a grey road, {FRAMES} frames: mean alpha on the strands {strand_alpha:.2f}, on the "
+          f"world between them {between_alpha:.2f}; edge-band alpha error {ours:.3f} (perfect hard cut {perfect_cut:.3f})")
     # before alpha was measured over time: 0.54 on the strands, 0.12 between them, error 0.135; after 0.72, 0.09, 0.086
-    assert np.mean(strand_alpha) >= 0.65
-    assert np.mean(between_alpha) <= 0.1
+    assert strand_alpha >= 0.65
+    assert between_alpha <= 0.1
     assert ours <= perfect_cut
 
 
