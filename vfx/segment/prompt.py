@@ -937,11 +937,13 @@ def _alpha_over_time(rgb: np.ndarray, mask: np.ndarray, plate: _Plate | None, pa
     behind_now[window] = np.where(np.isnan(behind_now[window]), plate_colours, behind_now[window])
     pictures, behinds = [rgb[window].astype(np.float32)], [plate_colours]
     offset = np.array([[1, 0, cols.start], [0, 1, rows.start], [0, 0, 1]], np.float64)
-    for picture, its_covered, shift, to_here in others:
+    for picture, its_covered, shift, to_here, to_then in others:
         moved = np.array([[1, 0, shift[0]], [0, 1, shift[1]], [0, 0, 1]], np.float64)
         to_now = to_here @ moved @ offset  # this window's pixels -> where the world behind them then is now
         region = _bounds(to_now, w, h, 2 * reach, rgb.shape[:2])
-        source = _where_the_world_held(rgb, behind_now, picture, its_covered, np.linalg.inv(to_here), region, reach)
+        if region is None:
+            continue
+        source = _where_the_world_held(rgb, behind_now, picture, its_covered, to_then, region, reach)
         to_now = np.array([[1, 0, -region[1].start], [0, 1, -region[0].start], [0, 0, 1]], np.float64) @ to_now
         pictures.append(_shifted(picture, *shift, window=window).astype(np.float32))
         behinds.append(cv2.warpPerspective(source, to_now, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
@@ -951,12 +953,15 @@ def _alpha_over_time(rgb: np.ndarray, mask: np.ndarray, plate: _Plate | None, pa
     return alpha, holds
 
 
-def _bounds(to_now: np.ndarray, w: int, h: int, pad: int, shape: tuple[int, int]) -> tuple[slice, slice]:
-    """The frame's part that a w x h window's pixels land in under ``to_now``, grown by ``pad``."""
+def _bounds(to_now: np.ndarray, w: int, h: int, pad: int, shape: tuple[int, int]) -> tuple[slice, slice] | None:
+    """The frame's part that a w x h window's pixels land in under ``to_now``, grown by ``pad``; None when that is
+    outside the frame."""
     corners = cv2.perspectiveTransform(np.float32([[[0, 0]], [[w, 0]], [[0, h]], [[w, h]]]), to_now).reshape(-1, 2)
-    x0, y0 = np.floor(corners.min(axis=0)).astype(int) - pad
-    x1, y1 = np.ceil(corners.max(axis=0)).astype(int) + pad
-    return slice(max(0, y0), max(1, min(shape[0], y1))), slice(max(0, x0), max(1, min(shape[1], x1)))
+    x0, y0 = np.maximum(np.floor(corners.min(axis=0)).astype(int) - pad, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(axis=0)).astype(int) + pad, (shape[1], shape[0]))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return slice(y0, y1), slice(x0, x1)
 
 
 WORLD_MOVED = 10.0  # levels: mean difference of the world in sight nearby on two frames brought together
@@ -993,24 +998,38 @@ def _where_the_world_held(rgb: np.ndarray, behind_now: np.ndarray, picture: np.n
 
 
 def _subject_aligned(past: list[Seen], own: Seen,
-                     future: list[Seen]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+                     future: list[Seen]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Other frames for ``_alpha_over_time``: (picture, where its subject may be, where this frame's subject pixel x
-    is on it minus x, homography from its pixels to this frame's), the past ones first."""
+    is on it minus x, homographies from its pixels to this frame's and back), the past ones first; they end where
+    the chain of homographies cannot be inverted."""
     others = []
     to_then, shift, motion = own[2], np.zeros(2), own[3]
     for picture, covered, earlier, its_flow in reversed(past):
         if to_then is None or motion is None or len(others) == OVER_TIME_FRAMES:
             break
+        to_here = _inverted(to_then)
+        if to_here is None:
+            break
         shift = shift + motion
-        others.append((picture, covered, shift, np.linalg.inv(to_then)))
+        others.append((picture, covered, shift, to_here, to_then))
         to_then, motion = None if earlier is None else earlier @ to_then, its_flow
     to_here, shift = np.eye(3), np.zeros(2)
     for picture, covered, to_previous, its_flow in future:
         if to_previous is None or its_flow is None or len(others) == OVER_TIME_FRAMES:
             break
         to_here, shift = to_here @ to_previous, shift - its_flow
-        others.append((picture, covered, shift, to_here))
+        to_then = _inverted(to_here)
+        if to_then is None:
+            break
+        others.append((picture, covered, shift, to_here, to_then))
     return others
+
+
+def _inverted(homography: np.ndarray) -> np.ndarray | None:
+    """The inverse of a 3x3 homography, or None when it is (nearly) singular."""
+    if abs(np.linalg.det(homography)) < 1e-6:
+        return None
+    return np.linalg.inv(homography)
 
 
 def _slope_alpha(colours: list[np.ndarray], worlds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
