@@ -4,7 +4,8 @@ The key frame's mask is warped frame to frame by dense flow (so it follows camer
 re-refined by GrabCut in a narrow band around the warped edge, so it does not drift off the
 subject. In that band, the world as the last frames showed it behind the subject's edge (a clean
 plate, moved here along the world's homographies) tells apart background that looks like the subject
-and subject that looks like the background. Frames before the key frame are tracked backward in a
+and subject that looks like the background; and as that world slides behind the edge over the frames, how much
+an edge pixel's colour follows it measures the pixel's alpha. Frames before the key frame are tracked backward in a
 first pass whose masks wait in a temporary file, which keeps memory flat however long the shot is.
 Each later key frame re-prompts the subject from the user's prompt there (after a cut, or where
 tracking drifted).
