@@ -134,8 +134,7 @@ def edge_refinement(frames: int = 16) -> None:
     from vfx.segment.prompts import SubjectPrompt
 
     class TrackedOutline(PromptSegmenter):  # the tracker's hard outline, before any edge refinement
-        def _full_matte(self, mask: np.ndarray, rgb: np.ndarray, world: np.ndarray | None = None,
-                        vouched: np.ndarray | None = None) -> np.ndarray:
+        def _full_matte(self, mask: np.ndarray, rgb: np.ndarray, *_: object) -> np.ndarray:  # the rest: edge inputs
             return resize_matte(mask.astype(np.float32), rgb.shape[1], rgb.shape[0]) > 0.5
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -114,19 +114,22 @@ def band_matting(frame_rgb: np.ndarray, hard: np.ndarray, width: float, prior_we
         flat = _local_contrast(frame_rgb[window]) < FLAT_LEVELS
         weight = np.where(ragged[window], np.where(flat, FLAT_PRIOR_WEIGHT, RAGGED_PRIOR_WEIGHT), prior_weight)
         if vouched is not None:
-            sure = vouched[window] & ~known
-            weight[sure] = np.maximum(weight[sure], VOUCHED_WEIGHT)
-            seed[sure] = 1.0
+            _pull_toward(weight, seed, vouched[window] & ~known, 1.0, VOUCHED_WEIGHT)
         if measured is not None:
-            held = measured[1][window] & ~known
-            weight[held] = np.maximum(weight[held], MEASURED_WEIGHT)
-            seed[held] = measured[0][window][held]
+            _pull_toward(weight, seed, measured[1][window] & ~known, measured[0][window], MEASURED_WEIGHT)
         laplacian = cf_laplacian(frame_rgb[window].astype(np.float64) / 255.0, epsilon=1e-5, radius=1)
         solved = _solve_unknown(laplacian, weight, seed, ~known)
         inside = (labels[window] == label) & ~known
         # snap near-certain values as soft_edge does: the solver's faint haze over the background is no subject
         alpha[window][inside] = np.clip((solved[inside] - 0.05) / 0.9, 0.0, 1.0)
     return alpha
+
+
+def _pull_toward(weight: np.ndarray, seed: np.ndarray, where: np.ndarray, alpha: float | np.ndarray,
+                 strength: float) -> None:
+    """Pull the ``where`` pixels' alpha toward ``alpha`` (a value, or one per pixel) with at least ``strength``."""
+    weight[where] = np.maximum(weight[where], strength)
+    seed[where] = alpha if np.isscalar(alpha) else alpha[where]
 
 
 def _solve_unknown(laplacian: sparse.csr_matrix, weight: np.ndarray, seed: np.ndarray, unknown: np.ndarray) -> np.ndarray:
